@@ -1,0 +1,114 @@
+"""Everything the TLFS leaves to the implementation, in one place: costs, limits and decisions.
+
+Each field documents its default and why. Where ``HYPERCALLS.md`` marks a choice [inferred], the
+field says which reading is the default; the other reading is one keyword away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hvsim.actors.hvdef import GUEST_MSR_PRIVILEGES, HvStatus, HypercallCode, PartitionPrivilege
+
+
+@dataclass(frozen=True, slots=True)
+class CallCost:
+    """Simulated service time of one hypercall invocation: ``base_ns + per_rep_ns * reps``."""
+
+    base_ns: int
+    per_rep_ns: int = 0
+
+
+_C = HypercallCode
+
+#: Default service times. Nothing documents them; they are in the range real root-partition
+#: traces show (a simple call costs about a microsecond, partition creation tens of microseconds).
+DEFAULT_CALL_COSTS: dict[int, CallCost] = {
+    _C.CreatePartition: CallCost(20_000),
+    _C.InitializePartition: CallCost(40_000),
+    _C.FinalizePartition: CallCost(30_000),
+    _C.DeletePartition: CallCost(8_000),
+    _C.GetPartitionProperty: CallCost(800),
+    _C.GetPartitionPropertyEx: CallCost(900),
+    _C.SetPartitionProperty: CallCost(1_200),
+    _C.SetPartitionPropertyEx: CallCost(1_400),
+    _C.GetPartitionId: CallCost(300),
+    _C.GetNextChildPartition: CallCost(600),
+    _C.CreateVp: CallCost(15_000),
+    _C.DeleteVp: CallCost(6_000),
+    _C.DepositMemory: CallCost(1_000, 150),
+    _C.WithdrawMemory: CallCost(1_000, 150),
+    _C.GetMemoryBalance: CallCost(500),
+    _C.GetVpRegisters: CallCost(600, 60),
+    _C.SetVpRegisters: CallCost(700, 80),
+    _C.StartVirtualProcessor: CallCost(5_000),
+}
+
+#: Cost of a call code missing from the table (and of a call rejected by the common checks).
+DEFAULT_CALL_COST = CallCost(500, 50)
+
+
+@dataclass(frozen=True, slots=True)
+class PageCosts:
+    """Pool pages the hypervisor charges for the structures it builds (HYPERCALLS.md 6.3).
+
+    No hypercall documents page counts; these stay below what Linux's mshv pre-deposits
+    ("determined empirically": 208 for InitializePartition, 90 per VP) so Linux-style hosts succeed.
+    """
+
+    #: Partition object, charged to the *parent's* pool; refunded by DeletePartition.
+    create_partition: int = 2
+    #: Per-partition structures built by InitializePartition, charged to the child.
+    initialize_partition: int = 160
+    #: One VP (register state, 4 timer + 1 intercept message buffers), charged to the child.
+    create_vp: int = 48
+
+
+@dataclass(frozen=True, slots=True)
+class HvConfig:
+    """Configuration of one simulated hypervisor and its host machine."""
+
+    #: Host RAM in 4 KiB pages, owned by the root partition (default 1 GiB).
+    host_pages: int = 262_144
+    #: Root partition VPs (the host's CPUs); host code runs on them.
+    root_vps: int = 2
+    #: Pages the loader deposits into the root's own pool at boot. 0 by default, so a host must
+    #: handle INSUFFICIENT_MEMORY from CreatePartition by depositing into SELF (conformance 7.2/20).
+    root_pool_pages: int = 0
+    #: Maximum partition depth, root = 1 ([inferred]; the TLFS only requires >= 2).
+    max_depth: int = 2
+    #: Highest VP index (HV_MAX_VP_INDEX = 2047 on x64).
+    max_vp_index: int = 2047
+    #: Live partitions (root included) before CreatePartition answers NO_RESOURCES.
+    max_partitions: int = 4096
+    #: TLFS continuation: a rep call returns early (SUCCESS, fewer reps) once its simulated time
+    #: would pass this budget (~50 us in the TLFS). None: never slice.
+    rep_budget_ns: int | None = 50_000
+    call_costs: dict[int, CallCost] = field(default_factory=lambda: dict(DEFAULT_CALL_COSTS))
+    page_costs: PageCosts = PageCosts()
+    #: Privileges of a new child until its parent sets PrivilegeFlags ([inferred], HYPERCALLS.md 8.5):
+    #: the guest MSR bits plus AccessPartitionId.
+    child_default_privileges: int = int(GUEST_MSR_PRIVILEGES | PartitionPrivilege.AccessPartitionId)
+    #: GetPartitionProperty on a CREATED partition: allowed (current TLFS reading) or
+    #: INVALID_PARTITION_STATE (legacy reference). [inferred] default: allowed.
+    get_property_in_created: bool = True
+    #: Status for an unknown register name: INVALID_PARAMETER (legacy reference, the default) or
+    #: UNKNOWN_REGISTER_NAME (newer builds).
+    unknown_register_status: HvStatus = HvStatus.INVALID_PARAMETER
+    #: Status for an illegal register value or a write to a read-only register: INVALID_PARAMETER
+    #: (legacy reference, the default) or INVALID_REGISTER_VALUE (newer builds).
+    invalid_register_value_status: HvStatus = HvStatus.INVALID_PARAMETER
+    #: Pages WithdrawMemory leaves behind in an ACTIVE partition ("success is not guaranteed").
+    withdraw_reserve_active_pages: int = 0
+    #: VirtualTlbPageCount is clamped into this range (legacy reference: out-of-range is clamped).
+    virtual_tlb_pages_min: int = 0
+    virtual_tlb_pages_max: int = 256
+    #: Partition ids are sequential from here; the root takes the first.
+    first_partition_id: int = 1
+
+    def cost(self, code: int) -> CallCost:
+        return self.call_costs.get(code, DEFAULT_CALL_COST)
+
+    def with_(self, **changes: Any) -> HvConfig:
+        return replace(self, **changes)

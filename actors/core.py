@@ -1,0 +1,152 @@
+"""The hypervisor model: the call table, bound to the handlers, and the hypercall entry point.
+
+The table is data: code -> shape (TLFS sizes) and the name of the handler method. Codes the TLFS
+defines but this build does not implement answer INVALID_HYPERCALL_CODE, as a hypervisor build
+without them would; README lists what is implemented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from hvsim.actors.config import HvConfig
+from hvsim.actors.hvdef import (
+    CREATE_PARTITION_INPUT,
+    CREATE_VP_INPUT,
+    DELETE_VP_INPUT,
+    GET_NEXT_CHILD_PARTITION_INPUT,
+    GET_PARTITION_PROPERTY_INPUT,
+    GPA_PAGE_NUMBER_SIZE,
+    HV_PAGE_SIZE,
+    HV_REGISTER_VALUE_SIZE,
+    INITIAL_VP_CONTEXT,
+    MEMORY_BALANCE_OUTPUT,
+    MEMORY_POOL_INPUT,
+    PARTITION_ID_INPUT,
+    PARTITION_PROPERTY_EX_INPUT,
+    REGISTER_ASSOC,
+    REGISTER_NAME_SIZE,
+    SET_PARTITION_PROPERTY_INPUT,
+    START_VIRTUAL_PROCESSOR_HEADER,
+    VP_REGISTERS_INPUT,
+    HypercallCode,
+)
+from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, dispatch
+from hvsim.actors.partitions import PartitionCalls
+from hvsim.actors.pools import PoolCalls
+from hvsim.actors.properties import PropertyCalls
+from hvsim.actors.state import Effects
+from hvsim.actors.trace import EventLog
+from hvsim.actors.vpstate import VpCalls
+
+C = HypercallCode
+
+
+class Shape(NamedTuple):
+    handler: str
+    header_size: int
+    output_size: int = 0
+    rep: bool = False
+    rep_in_size: int = 0
+    rep_out_size: int = 0
+    variable: bool = False
+
+
+#: Every hypercall this build answers.
+CALL_TABLE: dict[int, Shape] = {
+    C.CreatePartition: Shape("create_partition", CREATE_PARTITION_INPUT.size, 8),
+    C.InitializePartition: Shape("initialize_partition", PARTITION_ID_INPUT.size),
+    C.FinalizePartition: Shape("finalize_partition", PARTITION_ID_INPUT.size),
+    C.DeletePartition: Shape("delete_partition", PARTITION_ID_INPUT.size),
+    C.GetPartitionProperty: Shape("get_partition_property", GET_PARTITION_PROPERTY_INPUT.size, 8),
+    C.SetPartitionProperty: Shape("set_partition_property", SET_PARTITION_PROPERTY_INPUT.size),
+    C.GetPartitionPropertyEx: Shape(
+        "get_partition_property_ex", PARTITION_PROPERTY_EX_INPUT.size, HV_PAGE_SIZE - 24
+    ),
+    C.SetPartitionPropertyEx: Shape(
+        "set_partition_property_ex", PARTITION_PROPERTY_EX_INPUT.size, variable=True
+    ),
+    C.GetPartitionId: Shape("get_partition_id", 0, 8),
+    C.GetNextChildPartition: Shape("get_next_child_partition", GET_NEXT_CHILD_PARTITION_INPUT.size, 8),
+    C.CreateVp: Shape("create_vp", CREATE_VP_INPUT.size),
+    C.DeleteVp: Shape("delete_vp", DELETE_VP_INPUT.size),
+    C.DepositMemory: Shape(
+        "deposit_memory", PARTITION_ID_INPUT.size, rep=True, rep_in_size=GPA_PAGE_NUMBER_SIZE
+    ),
+    C.WithdrawMemory: Shape(
+        "withdraw_memory", MEMORY_POOL_INPUT.size, rep=True, rep_out_size=GPA_PAGE_NUMBER_SIZE
+    ),
+    C.GetMemoryBalance: Shape("get_memory_balance", MEMORY_POOL_INPUT.size, MEMORY_BALANCE_OUTPUT.size),
+    C.GetVpRegisters: Shape(
+        "get_vp_registers",
+        VP_REGISTERS_INPUT.size,
+        rep=True,
+        rep_in_size=REGISTER_NAME_SIZE,
+        rep_out_size=HV_REGISTER_VALUE_SIZE,
+    ),
+    C.SetVpRegisters: Shape(
+        "set_vp_registers", VP_REGISTERS_INPUT.size, rep=True, rep_in_size=REGISTER_ASSOC.size
+    ),
+    C.StartVirtualProcessor: Shape(
+        "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
+    ),
+}
+
+
+#: Code -> TLFS name, for records that people read.
+CALL_NAMES: dict[int, str] = {int(c): c.name for c in HypercallCode}
+
+
+class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
+    """The hypervisor's behaviour and state; :meth:`hypercall` is the only way in for callers."""
+
+    def __init__(
+        self,
+        config: HvConfig,
+        clock: Callable[[], int],
+        log: EventLog,
+        effects: Effects | None = None,
+    ) -> None:
+        super().__init__(config, clock, log, effects)
+        self.table: dict[int, HypercallDef] = {
+            code: HypercallDef(
+                code,
+                getattr(self, shape.handler),
+                shape.header_size,
+                shape.output_size,
+                shape.rep,
+                shape.rep_in_size,
+                shape.rep_out_size,
+                shape.variable,
+            )
+            for code, shape in CALL_TABLE.items()
+        }
+        #: (code, status) -> count, for summaries and coverage.
+        self.call_counts: dict[tuple[int, int], int] = {}
+
+    def gpa_limit(self, caller_id: int) -> int:
+        """Bytes of GPA space a caller's parameter blocks may live in."""
+        if caller_id == self.root.id:
+            return self.config.host_pages * HV_PAGE_SIZE
+        return 1 << 46
+
+    def hypercall(self, req: HypercallRequest) -> HypercallResult:
+        caller = self.partitions.get(req.caller)
+        if caller is None or req.vp not in caller.vps:
+            raise ValueError(f"no VP {req.vp} in partition {req.caller} to issue a hypercall from")
+        res = dispatch(self.table, self.config, caller, self.gpa_limit(caller.id), req)
+        code = req.control & 0xFFFF
+        key = (code, int(res.status))
+        self.call_counts[key] = self.call_counts.get(key, 0) + 1
+        if self.log.enabled:
+            self.log.emit(
+                "hypercall",
+                caller=req.caller,
+                vp=req.vp,
+                call=CALL_NAMES.get(code) or f"0x{code:04x}",
+                status=res.status.name,
+                reps=res.reps_completed,
+                cost_ns=res.cost_ns,
+            )
+        return res

@@ -1,0 +1,94 @@
+"""The hypervisor's records of partitions and VPs (plain data; behaviour lives in the handlers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from hvsim.actors.memory import Pool
+from hvsim.actors.registers import reset_file
+
+
+class PartitionState(IntEnum):
+    """Hypercall-visible partition states (HYPERCALLS.md 3.1, decision D2).
+
+    "Initialized" of the TLFS table is an alias of ACTIVE: no hypercall moves between them.
+    DELETED is not stored: a deleted partition's id simply stops resolving.
+    """
+
+    CREATED = 1
+    ACTIVE = 2
+    FINALIZED = 3
+
+
+#: Legal transitions; ``None`` is "does not exist" (before create / after delete).
+LEGAL_TRANSITIONS: frozenset[tuple[str | None, str | None]] = frozenset(
+    {
+        (None, "CREATED"),
+        ("CREATED", "ACTIVE"),
+        ("ACTIVE", "FINALIZED"),
+        ("CREATED", None),
+        ("FINALIZED", None),
+    }
+)
+
+
+@dataclass(slots=True, eq=False)
+class Vp:
+    """One virtual processor's architectural and scheduling state."""
+
+    index: int
+    regs: dict[int, int]
+    explicit_suspend: int = 1
+    intercept_suspend: int = 0
+    dispatch_suspend: int = 0
+    #: VP 0 starts at reset; APs wait for SIPI or HvCallStartVirtualProcessor.
+    started: bool = False
+    runnable: bool = False
+    #: Simulated ns at which the VP last became runnable (None while not runnable).
+    run_since_ns: int | None = None
+    runtime_ns: int = 0
+
+    @classmethod
+    def reset(cls, index: int) -> Vp:
+        return cls(index=index, regs=reset_file(index), started=(index == 0))
+
+    def wants_to_run(self) -> bool:
+        return (
+            self.started
+            and not (self.explicit_suspend & 1)
+            and not (self.intercept_suspend & 1)
+            and not (self.dispatch_suspend & 1)
+        )
+
+
+@dataclass(slots=True, eq=False)
+class Partition:
+    """One partition as the hypervisor tracks it."""
+
+    id: int
+    parent_id: int | None
+    depth: int
+    privileges: int
+    state: PartitionState = PartitionState.CREATED
+    creation_flags: int = 0
+    compatibility_version: int = 0
+    disabled_processor_features: tuple[int, int] = (0, 0)
+    disabled_xsave_features: int = 0
+    pool: Pool = field(init=False)
+    properties: dict[int, int] = field(default_factory=dict)
+    #: Wide property values set through SetPartitionPropertyEx (e.g. VmmCapabilities).
+    wide_properties: dict[int, bytes] = field(default_factory=dict)
+    guest_os_id: int = 0
+    #: Children in creation order (GetNextChildPartition enumerates this).
+    children: list[int] = field(default_factory=list)
+    vps: dict[int, Vp] = field(default_factory=dict)
+    #: True once any VP's ExplicitSuspend has been cleared (informational, D2).
+    has_run: bool = False
+
+    def __post_init__(self) -> None:
+        self.pool = Pool(self.id)
+
+    @property
+    def is_root(self) -> bool:
+        return self.parent_id is None

@@ -1,0 +1,89 @@
+"""Memory-pool hypercalls: DepositMemory, WithdrawMemory, GetMemoryBalance (HYPERCALLS.md 4.10-4.12, 6)."""
+
+from __future__ import annotations
+
+import struct
+
+from hvsim.actors.hvdef import (
+    GPA_PAGE_NUMBER_SIZE,
+    MEMORY_BALANCE_OUTPUT,
+    MEMORY_POOL_INPUT,
+    PARTITION_ID_INPUT,
+    HvStatus,
+)
+from hvsim.actors.hypercall import Call
+from hvsim.actors.model import Partition, PartitionState
+from hvsim.actors.state import OK, HvState, proximity_ok
+
+S = HvStatus
+_U64 = struct.Struct("<Q")
+
+
+class PoolCalls(HvState):
+    def host_page_of(self, caller: Partition, gpfn: int) -> int | None:
+        """The host page behind *caller*'s GPA page, if the caller alone has full access to it.
+
+        The root's GPA space is host RAM, identity-mapped. A child has no RAM of its own until GPA
+        mapping exists, so nothing a child names is depositable yet.
+        """
+        if caller.is_root and self.memory.is_host_page(gpfn):
+            return gpfn
+        return None
+
+    def deposit_memory(self, call: Call) -> HvStatus:
+        pid = PARTITION_ID_INPUT.unpack(call.input).partition_id
+        status, target = self.pool_target(call.caller, pid)
+        if target is None:
+            return status
+        if target.state is PartitionState.FINALIZED:
+            return S.INVALID_PARTITION_STATE
+        data, unpack, memory, pool = call.input, _U64.unpack_from, self.memory, target.pool
+        offset = 8 + call.var_bytes
+        status = OK
+        i = call.rep_start
+        while i < call.rep_limit:
+            page = self.host_page_of(call.caller, unpack(data, offset + GPA_PAGE_NUMBER_SIZE * i)[0])
+            if page is None:
+                status = S.OPERATION_DENIED
+                break
+            memory.give_to_pool(page, pool)
+            i += 1
+        call.reps_done = i
+        if i > call.rep_start:
+            self.pool_changed(target)
+        return status
+
+    def withdraw_memory(self, call: Call) -> HvStatus:
+        inp = MEMORY_POOL_INPUT.unpack(call.input)
+        status, target = self.pool_target(call.caller, inp.partition_id)
+        if target is None:
+            return status
+        if not proximity_ok(inp.proximity_domain_info):
+            return S.INVALID_PARAMETER
+        pool = target.pool
+        reserve = self.config.withdraw_reserve_active_pages if target.state is PartitionState.ACTIVE else 0
+        out, memory = call.output, self.memory
+        status = OK
+        i = call.rep_start
+        while i < call.rep_limit:
+            if len(pool.available) <= reserve:
+                status = S.NO_RESOURCES
+                break
+            page = memory.take_from_pool(pool)
+            _U64.pack_into(out, GPA_PAGE_NUMBER_SIZE * i, page)
+            i += 1
+        call.reps_done = i
+        if i > call.rep_start:
+            self.pool_changed(target)
+        return status
+
+    def get_memory_balance(self, call: Call) -> HvStatus:
+        inp = MEMORY_POOL_INPUT.unpack(call.input)
+        status, target = self.pool_target(call.caller, inp.partition_id)
+        if target is None:
+            return status
+        if not proximity_ok(inp.proximity_domain_info):
+            return S.INVALID_PARAMETER
+        pool = target.pool
+        call.output[:16] = MEMORY_BALANCE_OUTPUT.pack((len(pool.available), pool.in_use))
+        return OK

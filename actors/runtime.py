@@ -1,0 +1,352 @@
+"""pykka actors on a SimPy clock: no OS threads, one event heap, deterministic.
+
+This is the only module that touches pykka internals (``_handle_receive``, ``_actor_loop_setup``,
+``_actor_loop_teardown``, ``Future`` private fields), which is why pyproject pins pykka to one minor
+series and ``tests/unit/test_runtime.py`` covers tell, ask, proxies, hooks, failures and stop.
+
+Design (see RUNTIME_NOTES.md for the measurements behind it):
+
+* An actor's inbox is a deque. ``tell``/``ask`` hand the envelope to a :class:`Transport` (the seam
+  where message faults plug in); delivery appends to the deque and, if the actor is idle, schedules
+  one *drain* event on the SimPy heap. The drain callback handles every queued envelope with pykka's
+  own receive semantics. So every message is an event on the simulated clock, ordered by SimPy's
+  ``(time, priority, eid)`` key, and an idle actor costs nothing.
+* ``ask`` returns a :class:`SimFuture`, which *is* a ``simpy.Event``: a SimPy process simply
+  ``yield``\\ s it. ``get()`` outside the simulation steps the clock until the reply arrives; inside a
+  running process it raises instead of deadlocking.
+* A handler may return :class:`Deferred` to have its reply delivered after a simulated delay (a
+  hypercall's service time) without blocking the actor.
+* Actor identities are counters (``urn:hvsim:<n>``), never pykka's random UUIDs, and actors are kept
+  in the :class:`SimRuntime`, not in pykka's process-global registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, Protocol, Self
+
+import pykka
+import simpy
+from pykka._envelope import Envelope
+from pykka._future import _Unset
+from simpy.core import EmptySchedule
+
+__all__ = [
+    "Deferred",
+    "DirectTransport",
+    "SimActor",
+    "SimFuture",
+    "SimInbox",
+    "SimRuntime",
+    "SimulationDeadlock",
+    "Transport",
+]
+
+_current: contextvars.ContextVar[SimRuntime] = contextvars.ContextVar("hvsim_runtime")
+
+
+class SimulationDeadlock(RuntimeError):
+    """A blocking wait cannot complete: the event heap ran dry, or it was called inside the sim."""
+
+
+class Deferred(NamedTuple):
+    """Return this from ``on_receive`` to deliver *value* as the reply after *delay_ns*."""
+
+    value: Any
+    delay_ns: int
+
+
+class Transport(Protocol):
+    """How an envelope travels to an inbox. ``faults/`` wraps this; actors never see it."""
+
+    def submit(self, envelope: Envelope[Any], dst: SimInbox) -> None: ...
+
+
+class DirectTransport:
+    """Delivers every envelope after a fixed latency (0: at the current instant, in send order)."""
+
+    def __init__(self, env: simpy.Environment, latency_ns: int = 0) -> None:
+        if latency_ns < 0:
+            raise ValueError("latency_ns must be >= 0")
+        self.env = env
+        self.latency_ns = latency_ns
+
+    def submit(self, envelope: Envelope[Any], dst: SimInbox) -> None:
+        if self.latency_ns == 0:
+            dst.deliver(envelope)
+        else:
+            call_later(self.env, self.latency_ns, lambda: dst.deliver(envelope))
+
+
+class SimRuntime:
+    """One simulation's actor runtime: the SimPy environment, its actors and its transport."""
+
+    def __init__(self, env: simpy.Environment, transport: Transport | None = None) -> None:
+        self.env = env
+        self.transport: Transport = transport if transport is not None else DirectTransport(env)
+        self.actors: list[SimActor] = []
+        #: Actors that died of an unhandled exception in a told message or hook, in order.
+        self.failures: list[tuple[str, BaseException]] = []
+        self._next_id = 0
+
+    def next_urn(self, kind: str) -> str:
+        self._next_id += 1
+        return f"urn:hvsim:{kind}:{self._next_id}"
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[Self]:
+        """Make this runtime current, so actors and futures created inside use its clock."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+    def stop_all(self) -> None:
+        """Stop every live actor at once (teardown; no further messages are handled)."""
+        for actor in reversed(self.actors):
+            if not actor.actor_stopped.is_set():
+                actor._stop()
+        self.actors.clear()
+
+    @staticmethod
+    def current() -> SimRuntime:
+        try:
+            return _current.get()
+        except LookupError:
+            raise RuntimeError(
+                "no active hvsim runtime: create actors and futures inside `with runtime.active():`"
+            ) from None
+
+
+class SimFuture(pykka.Future[Any], simpy.Event):
+    """A pykka future that is also a SimPy event: ``yield`` it inside a process."""
+
+    def __init__(self, env: simpy.Environment | None = None) -> None:
+        # pykka builds derived futures (map, join, stop) with a bare ``self.__class__()``.
+        simpy.Event.__init__(self, env if env is not None else SimRuntime.current().env)
+        # pykka.Future.__init__ would chain into simpy.Event.__init__ without env: set its fields here.
+        self._get_hook = None
+        self._get_hook_result = _Unset()
+
+    def __repr__(self) -> str:
+        state = "processed" if self.processed else ("triggered" if self.triggered else "pending")
+        return f"<SimFuture {state}>"
+
+    def set(self, value: Any = None) -> None:
+        self.set_after(value, 0)
+
+    def set_after(self, value: Any, delay_ns: int) -> None:
+        if self.triggered or self._get_hook is not None:
+            raise RuntimeError(f"{self!r} has already been set")
+        self._ok = True
+        self._value = value
+        self.env.schedule(self, delay=delay_ns)
+
+    def set_exception(self, exc_info: Any = None) -> None:
+        if exc_info is None:
+            exc_info = sys.exc_info()
+        exc = exc_info[1] if exc_info[1] is not None else exc_info[0]()
+        if self.triggered:
+            raise RuntimeError(f"{self!r} has already been set")
+        # pykka treats an error nobody asked for as silent; SimPy would crash env.run() on it.
+        self._defused = True
+        self.fail(exc)
+
+    def get(self, *, timeout: float | None = None) -> Any:
+        """The reply; outside the simulation, runs the clock until it arrives.
+
+        *timeout* is in simulated seconds. Raises :class:`SimulationDeadlock` when called from
+        inside a running SimPy process (yield the future there) or when the heap runs dry first.
+        """
+        if self._get_hook is not None:
+            if isinstance(self._get_hook_result, _Unset):
+                self._get_hook_result = self._get_hook(timeout)
+            return self._get_hook_result
+        if self.callbacks is not None:  # not processed yet
+            env = self.env
+            if env.active_process is not None:
+                raise SimulationDeadlock(
+                    "blocking get() inside a simulation process would deadlock: yield the future"
+                )
+            arrived: list[Any] = []
+            self.callbacks.append(arrived.append)
+            deadline = None if timeout is None else env.now + int(timeout * 1_000_000_000)
+            while not arrived:
+                if deadline is not None and env.peek() > deadline:
+                    raise pykka.Timeout(f"{timeout} simulated seconds")
+                try:
+                    env.step()
+                except EmptySchedule:
+                    raise SimulationDeadlock("the event heap ran dry before the reply arrived") from None
+        if not self._ok:
+            raise self._value
+        return self._value
+
+
+class SimInbox:
+    """An actor's inbox: a deque filled by the transport and drained by one scheduled event."""
+
+    __slots__ = ("_drain_pending", "actor", "env", "queue", "transport")
+
+    def __init__(self, runtime: SimRuntime) -> None:
+        self.env = runtime.env
+        self.transport = runtime.transport
+        self.queue: deque[Envelope[Any]] = deque()
+        self.actor: SimActor | None = None
+        self._drain_pending = False
+
+    # pykka's ActorInbox protocol -------------------------------------------------------------
+    def put(self, envelope: Envelope[Any], /) -> None:
+        self.transport.submit(envelope, self)
+
+    def get(self) -> Envelope[Any]:
+        return self.queue.popleft()
+
+    def empty(self) -> bool:
+        return not self.queue
+
+    # delivery ---------------------------------------------------------------------------------
+    def deliver(self, envelope: Envelope[Any]) -> None:
+        """Called by the transport when the envelope arrives."""
+        self.queue.append(envelope)
+        if not self._drain_pending:
+            self.schedule_drain()
+
+    def schedule_drain(self) -> None:
+        self._drain_pending = True
+        ev = simpy.Event(self.env)
+        ev.callbacks.append(self._drain)
+        ev._ok = True
+        ev._value = None
+        self.env.schedule(ev)
+
+    def _drain(self, _ev: simpy.Event) -> None:
+        self._drain_pending = False
+        actor = self.actor
+        if actor is not None:
+            actor._drain()
+
+
+class SimActor(pykka.Actor):
+    """A pykka actor whose inbox and loop run on the current :class:`SimRuntime`'s SimPy clock.
+
+    Subclass it like ``pykka.ThreadingActor``; ``start()`` must run inside ``runtime.active()``.
+    ``on_start`` runs at the first drain (a scheduled event), then messages are handled in order.
+    """
+
+    runtime: SimRuntime
+    env: simpy.Environment
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.runtime = SimRuntime.current()
+        self.env = self.runtime.env
+        # Counter identities instead of uuid4: str(actor) appears in errors and must be reproducible.
+        self.actor_urn = self.runtime.next_urn(type(self).__name__)
+        self._actor_ref.actor_urn = self.actor_urn
+        self._started = False
+        inbox = self.actor_inbox
+        assert isinstance(inbox, SimInbox)
+        inbox.actor = self
+
+    @classmethod
+    def start(cls, *args: Any, **kwargs: Any) -> pykka.ActorRef[Self]:
+        return cls.spawn(*args, **kwargs).actor_ref
+
+    @classmethod
+    def spawn(cls, *args: Any, **kwargs: Any) -> Self:
+        """Like ``start()``, but returns the actor itself (for the simulation's own inspection)."""
+        obj = cls(*args, **kwargs)
+        obj.runtime.actors.append(obj)
+        obj._start_actor_loop()
+        return obj
+
+    @staticmethod
+    def _create_actor_inbox() -> SimInbox:
+        return SimInbox(SimRuntime.current())
+
+    @staticmethod
+    def _create_future() -> SimFuture:
+        return SimFuture(SimRuntime.current().env)
+
+    def _start_actor_loop(self) -> None:
+        inbox = self.actor_inbox
+        assert isinstance(inbox, SimInbox)
+        inbox.schedule_drain()
+
+    def _stop(self) -> None:
+        # pykka's _stop also unregisters from its global registry (a no-op for us: never registered).
+        super()._stop()
+        self._flush_dead_letters()
+
+    def _flush_dead_letters(self) -> None:
+        with contextlib.suppress(Exception):
+            self._actor_loop_teardown()
+
+    def _handle_failure(self, *exc_info: Any) -> None:
+        super()._handle_failure(*exc_info)
+        self.runtime.failures.append((str(self), exc_info[1]))
+
+    def _drain(self) -> None:
+        """pykka's ``_actor_loop_running``, as one non-blocking pass over the queued envelopes."""
+        if not self._started:
+            self._started = True
+            self._actor_loop_setup()
+        queue = self.actor_inbox.queue  # type: ignore[attr-defined]
+        stopped = self.actor_stopped
+        while queue and not stopped.is_set():
+            envelope = queue.popleft()
+            try:
+                response = self._handle_receive(envelope.message)
+                reply_to = envelope.reply_to
+                if reply_to is not None:
+                    if type(response) is Deferred:
+                        reply_to.set_after(response.value, response.delay_ns)
+                    else:
+                        reply_to.set(response)
+            except Exception:
+                if envelope.reply_to is not None:
+                    envelope.reply_to.set_exception()
+                else:
+                    self._handle_failure(*sys.exc_info())
+                    try:
+                        self.on_failure(*sys.exc_info())
+                    except Exception:
+                        self._handle_failure(*sys.exc_info())
+            except BaseException:
+                self._stop()
+                self.runtime.stop_all()
+                raise
+        if stopped.is_set():
+            self._flush_dead_letters()
+
+    def _handle_receive(self, message: Any) -> Any:
+        # Fast path: plain messages skip pykka's four isinstance checks for proxy/stop messages.
+        if type(message).__module__ != "pykka.messages":
+            return self.on_receive(message)
+        return super()._handle_receive(message)
+
+    def tell_after(self, delay_ns: int, target: pykka.ActorRef[Any], message: Any) -> None:
+        """Tell *target* the *message* after *delay_ns* of simulated time (a timer)."""
+        call_later(self.env, delay_ns, lambda: target.tell(message))
+
+
+def ask(ref: pykka.ActorRef[Any], message: Any) -> SimFuture:
+    """``ref.ask(message, block=False)``, typed as the SimPy event it is (for ``yield``)."""
+    future = ref.ask(message, block=False)
+    assert isinstance(future, SimFuture)
+    return future
+
+
+def call_later(env: simpy.Environment, delay_ns: int, fn: Callable[[], None]) -> None:
+    """Run *fn* at ``now + delay_ns`` as a scheduled event (no process, no generator)."""
+    ev = simpy.Event(env)
+    ev.callbacks.append(lambda _ev: fn())
+    ev._ok = True
+    ev._value = None
+    env.schedule(ev, delay=delay_ns)

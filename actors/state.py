@@ -1,0 +1,171 @@
+"""The hypervisor's state and the checks every handler shares (HYPERCALLS.md 1.5 steps 5-7).
+
+A handler runs atomically at the instant its request reaches the hypervisor (its linearisation
+point); the caller sees the result after the call's simulated service time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from hvsim.actors.config import HvConfig
+from hvsim.actors.hvdef import (
+    ALL_PRIVILEGES,
+    HV_PARTITION_ID_SELF,
+    PROXIMITY_DOMAIN_MAX,
+    PROXIMITY_INFO_VALID,
+    PROXIMITY_RESERVED_MASK,
+    HvStatus,
+    PartitionPrivilege,
+)
+from hvsim.actors.memory import HostMemory
+from hvsim.actors.model import Partition, PartitionState, Vp
+from hvsim.actors.trace import EventLog
+
+S = HvStatus
+OK = HvStatus.SUCCESS
+
+
+class Effects(Protocol):
+    """What the hypervisor tells the rest of the world (the actor layer implements it)."""
+
+    def partition_created(self, partition: Partition) -> None: ...
+    def partition_state(self, partition: Partition) -> None: ...
+    def partition_deleted(self, partition: Partition) -> None: ...
+    def vp_created(self, partition: Partition, vp: Vp) -> None: ...
+    def vp_deleted(self, partition: Partition, vp: Vp) -> None: ...
+    def vp_run_state(self, partition: Partition, vp: Vp) -> None: ...
+
+
+class NoEffects:
+    """Effects for a hypervisor used without actors (unit tests of behaviour)."""
+
+    def partition_created(self, partition: Partition) -> None: ...
+    def partition_state(self, partition: Partition) -> None: ...
+    def partition_deleted(self, partition: Partition) -> None: ...
+    def vp_created(self, partition: Partition, vp: Vp) -> None: ...
+    def vp_deleted(self, partition: Partition, vp: Vp) -> None: ...
+    def vp_run_state(self, partition: Partition, vp: Vp) -> None: ...
+
+
+def proximity_ok(info: int) -> bool:
+    """HV_PROXIMITY_DOMAIN_INFO: reserved flag bits clear and, if valid, a domain id 0-63."""
+    flags = info >> 32
+    if flags & PROXIMITY_RESERVED_MASK:
+        return False
+    return not (flags & PROXIMITY_INFO_VALID) or (info & 0xFFFF_FFFF) <= PROXIMITY_DOMAIN_MAX
+
+
+class HvState:
+    """Partitions, pools and host RAM, plus the shared validation helpers."""
+
+    def __init__(
+        self,
+        config: HvConfig,
+        clock: Callable[[], int],
+        log: EventLog,
+        effects: Effects | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.log = log
+        self.effects: Effects = effects if effects is not None else NoEffects()
+        self.memory = HostMemory(config.host_pages)
+        self.partitions: dict[int, Partition] = {}
+        self.next_partition_id = config.first_partition_id
+        self.root = self.new_partition(None, depth=1, privileges=int(ALL_PRIVILEGES))
+        self.root.state = PartitionState.ACTIVE
+        for index in range(config.root_vps):
+            vp = Vp.reset(index)
+            # Root VPs are the host's CPUs: running from boot (host code executes on them).
+            vp.started = True
+            vp.explicit_suspend = 0
+            vp.runnable = True
+            vp.run_since_ns = 0
+            self.root.vps[index] = vp
+        if config.root_pool_pages:
+            for page in self.memory.alloc(config.root_pool_pages):
+                self.memory.give_to_pool(page, self.root.pool)
+
+    # --- identity and relationships -----------------------------------------------------------
+    def new_partition(self, parent: Partition | None, *, depth: int, privileges: int) -> Partition:
+        pid = self.next_partition_id
+        self.next_partition_id += 1
+        p = Partition(
+            id=pid, parent_id=None if parent is None else parent.id, depth=depth, privileges=privileges
+        )
+        self.partitions[pid] = p
+        if parent is not None:
+            parent.children.append(pid)
+        return p
+
+    def resolve(self, caller: Partition, partition_id: int) -> Partition | None:
+        if partition_id == HV_PARTITION_ID_SELF:
+            return caller
+        return self.partitions.get(partition_id)
+
+    def child_target(
+        self, caller: Partition, partition_id: int, states: Iterable[PartitionState]
+    ) -> tuple[HvStatus, Partition | None]:
+        """A call restricted to operating on the caller's children (CreatePartitions + parenthood)."""
+        if not caller.privileges & PartitionPrivilege.CreatePartitions:
+            return S.ACCESS_DENIED, None
+        target = self.resolve(caller, partition_id)
+        if target is None:
+            return S.INVALID_PARTITION_ID, None
+        if target.parent_id != caller.id:
+            return S.ACCESS_DENIED, None
+        if target.state not in states:
+            return S.INVALID_PARTITION_STATE, None
+        return OK, target
+
+    def pool_target(self, caller: Partition, partition_id: int) -> tuple[HvStatus, Partition | None]:
+        """Deposit/Withdraw/GetMemoryBalance: AccessMemoryPool and (parent, or the root on itself)."""
+        if not caller.privileges & PartitionPrivilege.AccessMemoryPool:
+            return S.ACCESS_DENIED, None
+        target = self.resolve(caller, partition_id)
+        if target is None:
+            return S.INVALID_PARTITION_ID, None
+        if target.parent_id != caller.id and not (caller.is_root and target is caller):
+            return S.ACCESS_DENIED, None
+        return OK, target
+
+    # --- recorded state changes -----------------------------------------------------------------
+    def set_state(self, p: Partition, new: PartitionState) -> None:
+        old = p.state
+        p.state = new
+        self.log.emit("partition.state", partition=p.id, old=old.name, new=new.name)
+        self.effects.partition_state(p)
+
+    def pool_changed(self, p: Partition) -> None:
+        if self.log.enabled:
+            self.log.emit("pool", partition=p.id, available=len(p.pool.available), in_use=p.pool.in_use)
+
+    def update_run_state(self, p: Partition, vp: Vp) -> None:
+        """Recompute whether *vp* runs (HYPERCALLS.md 5.9) and account its run time."""
+        runnable = vp.wants_to_run() and p.state is PartitionState.ACTIVE
+        if runnable == vp.runnable:
+            return
+        now = self.clock()
+        vp.runnable = runnable
+        if runnable:
+            vp.run_since_ns = now
+            p.has_run = True
+        elif vp.run_since_ns is not None:
+            vp.runtime_ns += now - vp.run_since_ns
+            vp.run_since_ns = None
+        self.log.emit("vp.state", partition=p.id, vp=vp.index, runnable=runnable)
+        self.effects.vp_run_state(p, vp)
+
+    def vp_runtime_ns(self, vp: Vp) -> int:
+        extra = self.clock() - vp.run_since_ns if vp.run_since_ns is not None else 0
+        return vp.runtime_ns + extra
+
+    def remove_vp(self, p: Partition, vp: Vp) -> None:
+        if vp.runnable:
+            vp.explicit_suspend = 1
+            self.update_run_state(p, vp)
+        del p.vps[vp.index]
+        p.pool.release(f"vp:{vp.index}")
+        self.effects.vp_deleted(p, vp)

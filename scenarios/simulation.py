@@ -1,0 +1,165 @@
+"""``Simulation``: one seed builds one world (hypervisor, root partition, host RAM, root VPs).
+
+Public contract (keep these names and meanings)::
+
+    sim = Simulation(seed=0)
+    sim.root_id
+    sim.alloc_host_pages(n)                     # -> list[int], now in host use
+    res = sim.hypercall(control, input=b"", *, caller=None, vp=0)
+    res.value, res.status, res.reps_completed, res.output
+
+``hypercall`` runs the clock until the call returns (other activity, e.g. running VPs, advances
+with it). Host code that should run concurrently is written as generators and started with
+:meth:`Simulation.process`; :class:`hvsim.scenarios.hostapi.HostApi` gives typed helpers for both.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar, cast
+
+import simpy
+
+from hvsim.actors.config import HvConfig
+from hvsim.actors.core import Hypervisor
+from hvsim.actors.hypercall import HypercallRequest, HypercallResult
+from hvsim.actors.hypervisor import HypervisorActor
+from hvsim.actors.runtime import SimRuntime, SimulationDeadlock, ask
+from hvsim.actors.trace import EventLog
+from hvsim.actors.workload import IDLE, Program
+
+T = TypeVar("T")
+ProgramFactory = Callable[[int], Program]
+
+
+class Simulation:
+    """A deterministic simulated machine: everything random derives from *seed*."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        config: HvConfig | None = None,
+        log: bool = True,
+        guest: Callable[[int, int], Program] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.config = config if config is not None else HvConfig()
+        # One stream per component, drawn in a fixed order so adding a consumer later never shifts
+        # the streams of the existing ones (TigerBeetle's "one seed builds the world").
+        world = random.Random(seed)
+        self._component_seeds = {name: world.getrandbits(64) for name in ("workload", "host", "scenario")}
+        self.env = simpy.Environment()
+        self.runtime = SimRuntime(self.env)
+        self.log = EventLog(self._now, enabled=log)
+        self._programs: dict[int, ProgramFactory] = {}
+        self._default_guest = guest
+        with self.runtime.active():
+            self._hv_actor = HypervisorActor.spawn(self.config, self.log, self._guest_for)
+        self.hv_ref = self._hv_actor.actor_ref
+        self.log.emit("sim.start", seed=seed, host_pages=self.config.host_pages, root=self.root_id)
+
+    def _now(self) -> int:
+        return int(self.env.now)
+
+    # --- world ---------------------------------------------------------------------------------
+    @property
+    def now_ns(self) -> int:
+        return int(self.env.now)
+
+    @property
+    def hv(self) -> Hypervisor:
+        """The hypervisor model, for inspection by checkers and tests (not for driving it)."""
+        return self._hv_actor.hv
+
+    @property
+    def root_id(self) -> int:
+        return self.hv.root.id
+
+    def rng(self, component: str, *salt: object) -> random.Random:
+        """A private random stream for *component* (``workload``, ``host`` or ``scenario``)."""
+        key = ":".join([str(self._component_seeds[component]), *map(str, salt)])
+        return random.Random(key)
+
+    # --- host memory -------------------------------------------------------------------------------
+    def alloc_host_pages(self, n: int) -> list[int]:
+        """Take *n* free host pages (lowest first) for the host's use, e.g. to deposit them."""
+        return self.hv.memory.alloc(n)
+
+    def free_host_pages(self, pages: list[int]) -> None:
+        """Return host pages (e.g. withdrawn ones) to the host allocator."""
+        self.hv.memory.free(pages)
+
+    # --- guest programs ------------------------------------------------------------------------
+    def load_guest(self, partition_id: int, program: Program | ProgramFactory) -> None:
+        """Choose what *partition_id*'s VPs execute (call before CreateVp): one program for every
+        VP, or a function from VP index to program."""
+        if isinstance(program, Program):
+            fixed = program
+            self._programs[partition_id] = lambda _index: fixed
+        else:
+            self._programs[partition_id] = program
+
+    def _guest_for(self, partition_id: int, vp_index: int) -> Program:
+        if partition_id == self.root_id:
+            return IDLE  # the root's VPs run host code (processes), not a guest program
+        factory = self._programs.get(partition_id)
+        if factory is not None:
+            return factory(vp_index)
+        if self._default_guest is not None:
+            return self._default_guest(partition_id, vp_index)
+        return IDLE
+
+    # --- running -----------------------------------------------------------------------------
+    def hypercall(
+        self,
+        control: int,
+        input: bytes = b"",
+        *,
+        caller: int | None = None,
+        vp: int = 0,
+        input_gpa: int | None = None,
+        output_gpa: int | None = None,
+    ) -> HypercallResult:
+        """Issue one hypercall from *caller*'s VP *vp* (default: the root's VP 0) and run the
+        simulation until it returns. Raises ValueError if that VP does not exist."""
+        caller_id = self.root_id if caller is None else caller
+        req = HypercallRequest(caller_id, vp, control, bytes(input), input_gpa, output_gpa)
+        partition = self.hv.partitions.get(caller_id)
+        if partition is None or vp not in partition.vps:
+            raise ValueError(f"no VP {vp} in partition {caller_id} to issue a hypercall from")
+        with self.runtime.active():
+            result: HypercallResult = self.hv_ref.ask(req, block=False).get()
+        return result
+
+    def issue(self, req: HypercallRequest) -> Generator[simpy.Event, Any, HypercallResult]:
+        """Generator API: ``res = yield from sim.issue(req)`` inside a process."""
+        result: HypercallResult = yield ask(self.hv_ref, req)
+        return result
+
+    def process(self, generator: Generator[Any, Any, T]) -> simpy.Process:
+        """Start host code (a generator yielding SimPy events) as a concurrent process."""
+        with self.runtime.active():
+            return self.env.process(generator)
+
+    def run(self, until_ns: int | None = None) -> None:
+        """Advance the clock to *until_ns* (or until nothing is left to do)."""
+        with self.runtime.active():
+            self.env.run(until=until_ns)
+
+    def run_process(self, generator: Generator[Any, Any, T]) -> T:
+        """Run host code to completion and return its value (the clock runs meanwhile)."""
+        with self.runtime.active():
+            proc = self.env.process(generator)
+            try:
+                self.env.run(until=proc)
+            except RuntimeError as exc:
+                if "No scheduled events left" in str(exc):
+                    raise SimulationDeadlock("the process waits for an event that can never happen") from None
+                raise
+            return cast(T, proc.value)
+
+    def close(self) -> None:
+        """Stop every actor (no further messages are handled)."""
+        self.runtime.stop_all()
