@@ -1,0 +1,1 @@
+"""hvsim.reports: read event logs and summaries; never run a simulation."""
