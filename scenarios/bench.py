@@ -1,0 +1,126 @@
+"""``hvsim bench``: throughput as ratios against a baseline measured in the same run.
+
+* baseline: raw SimPy -- two processes ping-ponging over two ``simpy.Store`` s (a round trip is a put
+  and a get each way), the cheapest message round trip SimPy offers;
+* hvsim: hypercall round trips issued by guest VPs inside the simulation (two VPs of one partition
+  running back-to-back GetVpRegisters on themselves), with the event log off and on;
+* a whole scenario: events per wall second for the default scenario.
+
+Targets (issue "Foundation"): hypercalls >= 50% of the Store round-trip rate with logging off, and
+the event log costing at most a third of throughput. Each figure is the best of *repeat* runs.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import simpy
+
+from hvsim.scenarios.host import PartitionSpec, ReferenceHost
+from hvsim.scenarios.library import DEFAULT_SCENARIO
+from hvsim.scenarios.runner import run_scenario
+from hvsim.scenarios.simulation import Simulation
+from hvsim.scenarios.workload import hypercall_storm
+
+
+@dataclass
+class BenchReport:
+    python: str
+    machine: str
+    calls: int
+    repeat: int
+    simpy_store_round_trips_per_s: float
+    hypercalls_per_s_log_off: float
+    hypercalls_per_s_log_on: float
+    scenario_events_per_s: float
+    ratio_hypercalls_to_store: float
+    ratio_log_on_to_off: float
+    target_ratio_hypercalls_to_store: float = 0.5
+    target_ratio_log_on_to_off: float = 2 / 3
+
+    @property
+    def meets_targets(self) -> bool:
+        return (
+            self.ratio_hypercalls_to_store >= self.target_ratio_hypercalls_to_store
+            and self.ratio_log_on_to_off >= self.target_ratio_log_on_to_off
+        )
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "meets_targets": self.meets_targets}, indent=2) + "\n"
+
+
+def simpy_store_round_trips(n: int) -> float:
+    env = simpy.Environment()
+    there, back = simpy.Store(env), simpy.Store(env)
+
+    def ping() -> Generator[simpy.Event, Any, None]:
+        for i in range(n):
+            yield there.put(i)
+            yield back.get()
+
+    def pong() -> Generator[simpy.Event, Any, None]:
+        while True:
+            item = yield there.get()
+            yield back.put(item)
+
+    env.process(ping())
+    env.process(pong())
+    start = time.perf_counter()
+    env.run()
+    return n / (time.perf_counter() - start)
+
+
+def vp_hypercalls(n: int, *, log: bool) -> float:
+    """Hypercall round trips per wall second issued by guest VPs (boot excluded)."""
+    sim = Simulation(0, log=log)
+    sim.run_process(ReferenceHost(sim).boot(PartitionSpec(vps=2, program=hypercall_storm)))
+    counts = sim.hv.call_counts
+    first = sum(counts.values())
+    start = time.perf_counter()
+    while sum(counts.values()) - first < n:
+        sim.run(sim.now_ns + 2_000_000)
+    elapsed = time.perf_counter() - start
+    done = sum(counts.values()) - first
+    sim.close()
+    return done / elapsed
+
+
+def scenario_events(seed: int = 0) -> float:
+    result = run_scenario(DEFAULT_SCENARIO, seed)
+    rate = result.summary["wall"]["events_per_second"]
+    return float(rate or 0)
+
+
+def _best(repeat: int, fn: Callable[[], float]) -> float:
+    return max(fn() for _ in range(repeat))
+
+
+def run_benchmarks(calls: int = 200_000, repeat: int = 3, echo: Callable[[str], Any] = print) -> BenchReport:
+    echo(f"hvsim bench: best of {repeat}, {calls} round trips each")
+    store = _best(repeat, lambda: simpy_store_round_trips(calls))
+    echo(f"  raw SimPy Store round trips : {store:12,.0f} /s")
+    off = _best(repeat, lambda: vp_hypercalls(calls, log=False))
+    echo(f"  VP hypercalls, log off      : {off:12,.0f} /s  ({off / store:.2f} x Store; target >= 0.50)")
+    on = _best(repeat, lambda: vp_hypercalls(calls, log=True))
+    echo(f"  VP hypercalls, log on       : {on:12,.0f} /s  ({on / off:.2f} x log off; target >= 0.67)")
+    events = _best(repeat, scenario_events)
+    echo(f"  default scenario            : {events:12,.0f} events/s")
+    report = BenchReport(
+        python=platform.python_version(),
+        machine=platform.machine(),
+        calls=calls,
+        repeat=repeat,
+        simpy_store_round_trips_per_s=round(store),
+        hypercalls_per_s_log_off=round(off),
+        hypercalls_per_s_log_on=round(on),
+        scenario_events_per_s=round(events),
+        ratio_hypercalls_to_store=round(off / store, 3),
+        ratio_log_on_to_off=round(on / off, 3),
+    )
+    echo("  targets met" if report.meets_targets else "  TARGETS MISSED")
+    return report
