@@ -1,0 +1,114 @@
+"""Built-in scenarios run clean for several seeds, and the reference host does what it says."""
+
+from __future__ import annotations
+
+import pytest
+
+from hvsim.actors.hvdef import HvStatus, RegisterName
+from hvsim.scenarios import HostApi, Simulation
+from hvsim.scenarios.host import HostError, PartitionSpec, ReferenceHost
+from hvsim.scenarios.library import SCENARIOS
+from hvsim.scenarios.runner import run_scenario
+from hvsim.scenarios.workload import guest_os
+
+R = RegisterName
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+@pytest.mark.parametrize("seed", [0, 11])
+def test_builtin_scenario_passes_every_checker(name: str, seed: int) -> None:
+    result = run_scenario(name, seed)
+    assert result.error is None
+    assert result.violations == []
+    summary = result.summary
+    assert summary["ok"] and all(c["ok"] for c in summary["checkers"].values())
+    assert summary["partitions"]["live"] == []
+    assert (
+        summary["host_memory"]["in_pools"]
+        == summary["pools"][str(result.sim.root_id)]["available"]
+        + summary["pools"][str(result.sim.root_id)]["in_use"]
+    )
+
+
+def test_default_scenario_exercises_the_memory_protocols() -> None:
+    calls = run_scenario("lifecycle", 0).summary["hypercalls"]["by_call"]
+    assert calls["CreatePartition"]["INSUFFICIENT_MEMORY"] >= 1  # root pool starts empty
+    assert calls["WithdrawMemory"]["NO_RESOURCES"] >= 3  # every teardown drains to the end
+    assert calls["StartVirtualProcessor"]["SUCCESS"] >= 3  # guests start their APs
+    assert calls["GetVpRegisters"]["SUCCESS"] > 100  # guests run
+
+
+def test_tight_memory_host_builds_everything_through_retries() -> None:
+    calls = run_scenario("tight-memory", 0).summary["hypercalls"]["by_call"]
+    assert calls["InitializePartition"]["INSUFFICIENT_MEMORY"] > 100
+    assert calls["CreateVp"]["INSUFFICIENT_MEMORY"] > 100
+
+
+def _booted(vps: int = 3) -> tuple[Simulation, ReferenceHost, int]:
+    sim = Simulation(seed=1)
+    host = ReferenceHost(sim)
+    pid = sim.run_process(host.boot(PartitionSpec(vps=vps)))
+    return sim, host, pid
+
+
+def test_booted_guest_starts_its_aps_and_runs() -> None:
+    sim, _host, pid = _booted(vps=3)
+    sim.run(sim.now_ns + 5_000_000)
+    vps = sim.hv.partitions[pid].vps
+    assert all(vp.started and vp.runnable for vp in vps.values())
+    api = HostApi(sim)
+    status, values = sim.run_process(api.get_registers(pid, 2, [R.VpRuntime, R.InternalActivityState]))
+    assert status is HvStatus.SUCCESS
+    assert values[0] > 0 and values[1] == 0  # AP 2 has run; no longer waiting for startup
+    started = [r for r in sim.log.records() if r["event"] == "vp.started" and r["partition"] == pid]
+    assert sorted(r["vp"] for r in started) == [1, 2]
+
+
+def test_explicit_suspend_stops_guest_hypercalls() -> None:
+    sim, host, pid = _booted(vps=1)
+    sim.run(sim.now_ns + 2_000_000)
+    sim.run_process(host.stop_vps(pid, 1))
+    before = sum(n for (code, _), n in sim.hv.call_counts.items() if code != 0x51)
+    sim.run(sim.now_ns + 5_000_000)
+    after = sum(n for (code, _), n in sim.hv.call_counts.items() if code != 0x51)
+    assert after - before <= 1  # at most the call already in flight
+    _, values = sim.run_process(HostApi(sim).get_registers(pid, 0, [R.VpRuntime]))
+    runtime_then = values[0]
+    sim.run(sim.now_ns + 1_000_000)
+    assert sim.run_process(HostApi(sim).get_registers(pid, 0, [R.VpRuntime]))[1][0] == runtime_then
+
+
+def test_a_host_that_forgets_to_withdraw_is_stopped_by_delete() -> None:
+    class Forgetful(ReferenceHost):
+        def drain(self, partition_id: int):  # type: ignore[no-untyped-def]
+            return 0
+            yield
+
+    sim = Simulation(seed=2)
+    host = Forgetful(sim)
+    pid = sim.run_process(host.boot(PartitionSpec(vps=1)))
+    with pytest.raises(HostError, match=r"DeletePartition.*OPERATION_DENIED"):
+        sim.run_process(host.teardown(pid))
+
+
+def test_restarted_host_rediscovers_children_in_every_state() -> None:
+    sim = Simulation(seed=4)
+    host = ReferenceHost(sim)
+    api = HostApi(sim)
+    active = sim.run_process(host.boot(PartitionSpec(vps=2)))
+    finalized = sim.run_process(host.boot(PartitionSpec(vps=1)))
+    assert sim.run_process(api.finalize_partition(finalized)) is HvStatus.SUCCESS
+    _, created = sim.run_process(host.with_memory(api.create_partition, 0xFFFF_FFFF_FFFF_FFFF, "create"))
+    restarted = ReferenceHost(sim, vp=1)
+    assert sim.run_process(restarted.reclaim_all()) == [active, finalized, created]
+    assert sim.hv.root.children == []
+    assert sum(p.pool.total for p in sim.hv.partitions.values() if not p.is_root) == 0
+
+
+def test_guest_programs_are_a_function_of_the_seed() -> None:
+    a = Simulation(seed=9).rng("workload", 2, 0)
+    b = Simulation(seed=9).rng("workload", 2, 0)
+    assert guest_os(a, 0, 2) == guest_os(b, 0, 2)
+    assert guest_os(Simulation(seed=10).rng("workload", 2, 0), 0, 2) != guest_os(
+        Simulation(seed=9).rng("workload", 2, 0), 0, 2
+    )
