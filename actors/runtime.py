@@ -16,23 +16,27 @@ Design (see RUNTIME_NOTES.md for the measurements behind it):
   running process it raises instead of deadlocking.
 * A handler may return :class:`Deferred` to have its reply delivered after a simulated delay (a
   hypercall's service time) without blocking the actor.
-* Actor identities are counters (``urn:hvsim:<n>``), never pykka's random UUIDs, and actors are kept
-  in the :class:`SimRuntime`, not in pykka's process-global registry.
+* Actor identities are counters (``urn:hvsim:<Class>:<n>``), never pykka's random UUIDs, and actors
+  are kept in the :class:`SimRuntime`, not in pykka's process-global registry.
+* Futures derived from others (``map``, ``filter``, ``join``, ``reduce``, ``stop(block=False)``)
+  are SimPy events too, triggered when their sources complete, so a process can yield them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self, cast
 
 import pykka
 import simpy
 from pykka._envelope import Envelope
 from pykka._future import _Unset
+from pykka.messages import _ActorStop
 from simpy.core import EmptySchedule
 
 __all__ = [
@@ -91,6 +95,8 @@ class SimRuntime:
         self.actors: list[SimActor] = []
         #: Actors that died of an unhandled exception in a told message or hook, in order.
         self.failures: list[tuple[str, BaseException]] = []
+        #: Depth of actor message handling in progress: a blocking get() there would deadlock.
+        self.handling = 0
         self._next_id = 0
 
     def next_urn(self, kind: str) -> str:
@@ -141,6 +147,8 @@ class SimFuture(pykka.Future[Any], simpy.Event):
         self.set_after(value, 0)
 
     def set_after(self, value: Any, delay_ns: int) -> None:
+        if delay_ns < 0:
+            raise ValueError(f"negative delay {delay_ns} ns: the clock cannot go backwards")
         if self.triggered or self._get_hook is not None:
             raise RuntimeError(f"{self!r} has already been set")
         self._ok = True
@@ -173,9 +181,15 @@ class SimFuture(pykka.Future[Any], simpy.Event):
                 raise SimulationDeadlock(
                     "blocking get() inside a simulation process would deadlock: yield the future"
                 )
+            runtime = _current.get(None)
+            if runtime is not None and runtime.handling:
+                raise SimulationDeadlock(
+                    "blocking get() inside an actor's message handler would deadlock: "
+                    "return a Deferred reply or tell a reply message instead"
+                )
             arrived: list[Any] = []
             self.callbacks.append(arrived.append)
-            deadline = None if timeout is None else env.now + int(timeout * 1_000_000_000)
+            deadline = None if timeout is None else env.now + round(timeout * 1_000_000_000)
             while not arrived:
                 if deadline is not None and env.peek() > deadline:
                     raise pykka.Timeout(f"{timeout} simulated seconds")
@@ -186,6 +200,82 @@ class SimFuture(pykka.Future[Any], simpy.Event):
         if not self._ok:
             raise self._value
         return self._value
+
+    # Derived futures: pykka builds them with get hooks, which a SimPy process could never yield.
+    def _derive(self, compute: Callable[[Any], Any]) -> SimFuture:
+        derived = SimFuture(self.env)
+
+        def resolve(source: simpy.Event) -> None:
+            if not source._ok:
+                derived.set_exception((type(source._value), source._value, None))
+                return
+            try:
+                value = compute(source._value)
+            except Exception:
+                derived.set_exception()
+            else:
+                derived.set(value)
+
+        if self.processed:
+            resolve(self)
+        else:
+            self.callbacks.append(resolve)
+        return derived
+
+    def map(self, func: Callable[[Any], Any]) -> SimFuture:
+        return self._derive(func)
+
+    def filter(self, func: Callable[[Any], bool]) -> SimFuture:
+        return self._derive(lambda value: list(filter(func, value)))
+
+    def reduce(self, func: Callable[[Any, Any], Any], *args: Any) -> SimFuture:
+        return self._derive(lambda value: functools.reduce(func, value, *args))
+
+    def join(self, *futures: pykka.Future[Any]) -> SimFuture:
+        sources = [self, *futures]
+        if not all(isinstance(f, SimFuture) for f in sources):
+            raise TypeError("SimFuture.join() takes SimFutures")
+        return _joined_event(self.env, sources)._derive(lambda values: values)
+
+
+def _joined_event(env: simpy.Environment, sources: list[Any]) -> SimFuture:
+    """A future holding the list of *sources*' values, once all are processed."""
+    joined = SimFuture(env)
+    remaining = [len(sources)]
+
+    def one_done(source: simpy.Event) -> None:
+        if joined.triggered:
+            return
+        if not source._ok:
+            joined.set_exception((type(source._value), source._value, None))
+            return
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            joined.set([s._value for s in sources])
+
+    for source in sources:
+        if source.callbacks is None:
+            one_done(source)
+        else:
+            source.callbacks.append(one_done)
+    return joined
+
+
+class SimActorRef(pykka.ActorRef[Any]):
+    """pykka's ActorRef, with a ``stop(block=False)`` future a SimPy process can yield."""
+
+    def stop(self, *, block: bool = True, timeout: float | None = None) -> Any:
+        ask_future = self.ask(_ActorStop(), block=False)
+        assert isinstance(ask_future, SimFuture)
+        # True if the actor was stopped by this request, False if it was already dead (pykka).
+        stopped = ask_future._derive(lambda _value: True)
+        result = SimFuture(ask_future.env)
+
+        def convert(source: simpy.Event) -> None:
+            result.set(bool(source._ok))
+
+        stopped.callbacks.append(convert)
+        return result.get(timeout=timeout) if block else result
 
 
 class SimInbox:
@@ -248,7 +338,7 @@ class SimActor(pykka.Actor):
         self.env = self.runtime.env
         # Counter identities instead of uuid4: str(actor) appears in errors and must be reproducible.
         self.actor_urn = self.runtime.next_urn(type(self).__name__)
-        self._actor_ref.actor_urn = self.actor_urn
+        self._actor_ref = SimActorRef(self)
         self._started = False
         inbox = self.actor_inbox
         assert isinstance(inbox, SimInbox)
@@ -294,11 +384,23 @@ class SimActor(pykka.Actor):
 
     def _drain(self) -> None:
         """pykka's ``_actor_loop_running``, as one non-blocking pass over the queued envelopes."""
+        stopped = self.actor_stopped
         if not self._started:
             self._started = True
+            if stopped.is_set():
+                return  # stopped before its first turn: on_start must not run after on_stop
             self._actor_loop_setup()
         queue = self.actor_inbox.queue  # type: ignore[attr-defined]
-        stopped = self.actor_stopped
+        runtime = self.runtime
+        runtime.handling += 1
+        try:
+            self._drain_queue(queue, stopped)
+        finally:
+            runtime.handling -= 1
+        if stopped.is_set():
+            self._flush_dead_letters()
+
+    def _drain_queue(self, queue: deque[Envelope[Any]], stopped: Any) -> None:
         while queue and not stopped.is_set():
             envelope = queue.popleft()
             try:
@@ -306,7 +408,7 @@ class SimActor(pykka.Actor):
                 reply_to = envelope.reply_to
                 if reply_to is not None:
                     if type(response) is Deferred:
-                        reply_to.set_after(response.value, response.delay_ns)
+                        cast(SimFuture, reply_to).set_after(response.value, response.delay_ns)
                     else:
                         reply_to.set(response)
             except Exception:
@@ -322,8 +424,6 @@ class SimActor(pykka.Actor):
                 self._stop()
                 self.runtime.stop_all()
                 raise
-        if stopped.is_set():
-            self._flush_dead_letters()
 
     def _handle_receive(self, message: Any) -> Any:
         # Fast path: plain messages skip pykka's four isinstance checks for proxy/stop messages.
@@ -345,6 +445,8 @@ def ask(ref: pykka.ActorRef[Any], message: Any) -> SimFuture:
 
 def call_later(env: simpy.Environment, delay_ns: int, fn: Callable[[], None]) -> None:
     """Run *fn* at ``now + delay_ns`` as a scheduled event (no process, no generator)."""
+    if delay_ns < 0:
+        raise ValueError(f"negative delay {delay_ns} ns: the clock cannot go backwards")
     ev = simpy.Event(env)
     ev.callbacks.append(lambda _ev: fn())
     ev._ok = True
