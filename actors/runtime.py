@@ -1,8 +1,9 @@
 """pykka actors on a SimPy clock: no OS threads, one event heap, deterministic.
 
-This is the only module that touches pykka internals (``_handle_receive``, ``_actor_loop_setup``,
-``_actor_loop_teardown``, ``Future`` private fields), which is why pyproject pins pykka to one minor
-series and ``tests/unit/test_runtime.py`` covers tell, ask, proxies, hooks, failures and stop.
+This module and ``futures.py`` are the only ones that touch pykka internals (``_handle_receive``,
+``_actor_loop_setup``, ``_actor_loop_teardown``, ``Future`` private fields), which is why pyproject
+pins pykka to one minor series and ``tests/unit/test_runtime.py`` covers tell, ask, proxies, hooks,
+failures and stop.
 
 Design (see RUNTIME_NOTES.md for the measurements behind it):
 
@@ -25,8 +26,6 @@ Design (see RUNTIME_NOTES.md for the measurements behind it):
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import functools
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -35,9 +34,8 @@ from typing import Any, NamedTuple, Protocol, Self, cast
 import pykka
 import simpy
 from pykka._envelope import Envelope
-from pykka._future import _Unset
-from pykka.messages import _ActorStop
-from simpy.core import EmptySchedule
+
+from hvsim.actors.futures import SimActorRef, SimFuture, SimulationDeadlock, ask, current_runtime
 
 __all__ = [
     "Deferred",
@@ -48,13 +46,9 @@ __all__ = [
     "SimRuntime",
     "SimulationDeadlock",
     "Transport",
+    "ask",
+    "call_later",
 ]
-
-_current: contextvars.ContextVar[SimRuntime] = contextvars.ContextVar("hvsim_runtime")
-
-
-class SimulationDeadlock(RuntimeError):
-    """A blocking wait cannot complete: the event heap ran dry, or it was called inside the sim."""
 
 
 class Deferred(NamedTuple):
@@ -106,11 +100,11 @@ class SimRuntime:
     @contextlib.contextmanager
     def active(self) -> Iterator[Self]:
         """Make this runtime current, so actors and futures created inside use its clock."""
-        token = _current.set(self)
+        token = current_runtime.set(self)
         try:
             yield self
         finally:
-            _current.reset(token)
+            current_runtime.reset(token)
 
     def stop_all(self) -> None:
         """Stop every live actor at once (teardown; no further messages are handled)."""
@@ -122,160 +116,13 @@ class SimRuntime:
     @staticmethod
     def current() -> SimRuntime:
         try:
-            return _current.get()
+            runtime = current_runtime.get()
         except LookupError:
             raise RuntimeError(
                 "no active hvsim runtime: create actors and futures inside `with runtime.active():`"
             ) from None
-
-
-class SimFuture(pykka.Future[Any], simpy.Event):
-    """A pykka future that is also a SimPy event: ``yield`` it inside a process."""
-
-    def __init__(self, env: simpy.Environment | None = None) -> None:
-        # pykka builds derived futures (map, join, stop) with a bare ``self.__class__()``.
-        simpy.Event.__init__(self, env if env is not None else SimRuntime.current().env)
-        # pykka.Future.__init__ would chain into simpy.Event.__init__ without env: set its fields here.
-        self._get_hook = None
-        self._get_hook_result = _Unset()
-
-    def __repr__(self) -> str:
-        state = "processed" if self.processed else ("triggered" if self.triggered else "pending")
-        return f"<SimFuture {state}>"
-
-    def set(self, value: Any = None) -> None:
-        self.set_after(value, 0)
-
-    def set_after(self, value: Any, delay_ns: int) -> None:
-        if delay_ns < 0:
-            raise ValueError(f"negative delay {delay_ns} ns: the clock cannot go backwards")
-        if self.triggered or self._get_hook is not None:
-            raise RuntimeError(f"{self!r} has already been set")
-        self._ok = True
-        self._value = value
-        self.env.schedule(self, delay=delay_ns)
-
-    def set_exception(self, exc_info: Any = None) -> None:
-        if exc_info is None:
-            exc_info = sys.exc_info()
-        exc = exc_info[1] if exc_info[1] is not None else exc_info[0]()
-        if self.triggered:
-            raise RuntimeError(f"{self!r} has already been set")
-        # pykka treats an error nobody asked for as silent; SimPy would crash env.run() on it.
-        self._defused = True
-        self.fail(exc)
-
-    def get(self, *, timeout: float | None = None) -> Any:
-        """The reply; outside the simulation, runs the clock until it arrives.
-
-        *timeout* is in simulated seconds. Raises :class:`SimulationDeadlock` when called from
-        inside a running SimPy process (yield the future there) or when the heap runs dry first.
-        """
-        if self._get_hook is not None:
-            if isinstance(self._get_hook_result, _Unset):
-                self._get_hook_result = self._get_hook(timeout)
-            return self._get_hook_result
-        if self.callbacks is not None:  # not processed yet
-            env = self.env
-            if env.active_process is not None:
-                raise SimulationDeadlock(
-                    "blocking get() inside a simulation process would deadlock: yield the future"
-                )
-            runtime = _current.get(None)
-            if runtime is not None and runtime.handling:
-                raise SimulationDeadlock(
-                    "blocking get() inside an actor's message handler would deadlock: "
-                    "return a Deferred reply or tell a reply message instead"
-                )
-            arrived: list[Any] = []
-            self.callbacks.append(arrived.append)
-            deadline = None if timeout is None else env.now + round(timeout * 1_000_000_000)
-            while not arrived:
-                if deadline is not None and env.peek() > deadline:
-                    raise pykka.Timeout(f"{timeout} simulated seconds")
-                try:
-                    env.step()
-                except EmptySchedule:
-                    raise SimulationDeadlock("the event heap ran dry before the reply arrived") from None
-        if not self._ok:
-            raise self._value
-        return self._value
-
-    # Derived futures: pykka builds them with get hooks, which a SimPy process could never yield.
-    def _derive(self, compute: Callable[[Any], Any]) -> SimFuture:
-        derived = SimFuture(self.env)
-
-        def resolve(source: simpy.Event) -> None:
-            if not source._ok:
-                derived.set_exception((type(source._value), source._value, None))
-                return
-            try:
-                value = compute(source._value)
-            except Exception:
-                derived.set_exception()
-            else:
-                derived.set(value)
-
-        if self.processed:
-            resolve(self)
-        else:
-            self.callbacks.append(resolve)
-        return derived
-
-    def map(self, func: Callable[[Any], Any]) -> SimFuture:
-        return self._derive(func)
-
-    def filter(self, func: Callable[[Any], bool]) -> SimFuture:
-        return self._derive(lambda value: list(filter(func, value)))
-
-    def reduce(self, func: Callable[[Any, Any], Any], *args: Any) -> SimFuture:
-        return self._derive(lambda value: functools.reduce(func, value, *args))
-
-    def join(self, *futures: pykka.Future[Any]) -> SimFuture:
-        sources = [self, *futures]
-        if not all(isinstance(f, SimFuture) for f in sources):
-            raise TypeError("SimFuture.join() takes SimFutures")
-        return _joined_event(self.env, sources)._derive(lambda values: values)
-
-
-def _joined_event(env: simpy.Environment, sources: list[Any]) -> SimFuture:
-    """A future holding the list of *sources*' values, once all are processed."""
-    joined = SimFuture(env)
-    remaining = [len(sources)]
-
-    def one_done(source: simpy.Event) -> None:
-        if joined.triggered:
-            return
-        if not source._ok:
-            joined.set_exception((type(source._value), source._value, None))
-            return
-        remaining[0] -= 1
-        if remaining[0] == 0:
-            joined.set([s._value for s in sources])
-
-    for source in sources:
-        if source.callbacks is None:
-            one_done(source)
-        else:
-            source.callbacks.append(one_done)
-    return joined
-
-
-class SimActorRef(pykka.ActorRef[Any]):
-    """pykka's ActorRef, with a ``stop(block=False)`` future a SimPy process can yield."""
-
-    def stop(self, *, block: bool = True, timeout: float | None = None) -> Any:
-        ask_future = self.ask(_ActorStop(), block=False)
-        assert isinstance(ask_future, SimFuture)
-        # True if the actor was stopped by this request, False if it was already dead (pykka).
-        stopped = ask_future._derive(lambda _value: True)
-        result = SimFuture(ask_future.env)
-
-        def convert(source: simpy.Event) -> None:
-            result.set(bool(source._ok))
-
-        stopped.callbacks.append(convert)
-        return result.get(timeout=timeout) if block else result
+        assert isinstance(runtime, SimRuntime)
+        return runtime
 
 
 class SimInbox:
@@ -434,13 +281,6 @@ class SimActor(pykka.Actor):
     def tell_after(self, delay_ns: int, target: pykka.ActorRef[Any], message: Any) -> None:
         """Tell *target* the *message* after *delay_ns* of simulated time (a timer)."""
         call_later(self.env, delay_ns, lambda: target.tell(message))
-
-
-def ask(ref: pykka.ActorRef[Any], message: Any) -> SimFuture:
-    """``ref.ask(message, block=False)``, typed as the SimPy event it is (for ``yield``)."""
-    future = ref.ask(message, block=False)
-    assert isinstance(future, SimFuture)
-    return future
 
 
 def call_later(env: simpy.Environment, delay_ns: int, fn: Callable[[], None]) -> None:
