@@ -38,8 +38,12 @@ class PartitionCalls(HvState):
         cost = self.config.page_costs.create_partition
         if not caller.pool.can_charge(cost):
             return S.INSUFFICIENT_MEMORY
+        # A child never starts with more than its parent holds (the rule SetPartitionProperty
+        # enforces for PrivilegeFlags), so a nested host's children are consistent ([inferred]).
         child = self.new_partition(
-            caller, depth=caller.depth + 1, privileges=self.config.child_default_privileges
+            caller,
+            depth=caller.depth + 1,
+            privileges=self.config.child_default_privileges & caller.privileges,
         )
         child.creation_flags = inp.flags
         child.compatibility_version = inp.compatibility_version
