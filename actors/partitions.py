@@ -11,11 +11,10 @@ from hvsim.actors.hvdef import (
     PARTITION_ID_INPUT,
     PARTITION_ID_OUTPUT,
     HvStatus,
-    PartitionPrivilege,
 )
 from hvsim.actors.hypercall import Call
 from hvsim.actors.model import PartitionState
-from hvsim.actors.state import OK, HvState, proximity_ok
+from hvsim.actors.state import ACCESS_PARTITION_ID, CREATE_PARTITIONS, OK, HvState, proximity_ok
 
 S = HvStatus
 P = PartitionState
@@ -24,7 +23,7 @@ P = PartitionState
 class PartitionCalls(HvState):
     def create_partition(self, call: Call) -> HvStatus:
         caller = call.caller
-        if not caller.privileges & PartitionPrivilege.CreatePartitions:
+        if not caller.privileges & CREATE_PARTITIONS:
             return S.ACCESS_DENIED
         inp = CREATE_PARTITION_INPUT.unpack(call.input)
         if inp.flags & ~CREATION_FLAGS_KNOWN or inp.padding or inp.reserved_z0:
@@ -106,7 +105,7 @@ class PartitionCalls(HvState):
     def get_next_child_partition(self, call: Call) -> HvStatus:
         caller = call.caller
         inp = GET_NEXT_CHILD_PARTITION_INPUT.unpack(call.input)
-        if not caller.privileges & PartitionPrivilege.CreatePartitions:
+        if not caller.privileges & CREATE_PARTITIONS:
             return S.ACCESS_DENIED
         parent = self.resolve(caller, inp.parent_partition_id)
         if parent is None:
@@ -127,7 +126,7 @@ class PartitionCalls(HvState):
         return OK
 
     def get_partition_id(self, call: Call) -> HvStatus:
-        if not call.caller.privileges & PartitionPrivilege.AccessPartitionId:
+        if not call.caller.privileges & ACCESS_PARTITION_ID:
             return S.ACCESS_DENIED
         call.output[:8] = PARTITION_ID_OUTPUT.pack((call.caller.id,))
         return OK

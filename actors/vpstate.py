@@ -21,7 +21,6 @@ from hvsim.actors.hvdef import (
     START_VIRTUAL_PROCESSOR_HEADER,
     VP_REGISTERS_INPUT,
     HvStatus,
-    PartitionPrivilege,
     RegisterName,
 )
 from hvsim.actors.hypercall import Call
@@ -32,7 +31,14 @@ from hvsim.actors.registers import (
     SPECS,
     value_ok,
 )
-from hvsim.actors.state import OK, HvState, proximity_ok
+from hvsim.actors.state import (
+    ACCESS_VP_REGISTERS,
+    CREATE_PARTITIONS,
+    OK,
+    START_VIRTUAL_PROCESSOR,
+    HvState,
+    proximity_ok,
+)
 
 S = HvStatus
 P = PartitionState
@@ -47,7 +53,7 @@ class VpCalls(HvState):
     # --- lifecycle -----------------------------------------------------------------------------
     def create_vp(self, call: Call) -> HvStatus:
         inp = CREATE_VP_INPUT.unpack(call.input)
-        if not call.caller.privileges & PartitionPrivilege.CreatePartitions:
+        if not call.caller.privileges & CREATE_PARTITIONS:
             return S.ACCESS_DENIED
         if inp.flags or inp.reserved_z0 != bytes(3) or inp.subnode_type > _MAX_SUBNODE_TYPE:
             return S.INVALID_PARAMETER
@@ -87,7 +93,7 @@ class VpCalls(HvState):
         hdr = VP_REGISTERS_INPUT.unpack(call.input)
         caller = call.caller
         target = self.resolve(caller, hdr.partition_id)
-        if target is caller and caller.privileges & PartitionPrivilege.AccessVpRegisters:
+        if target is caller and caller.privileges & ACCESS_VP_REGISTERS:
             if target.state is not P.ACTIVE:
                 return S.INVALID_PARTITION_STATE, None, None
         else:
@@ -198,7 +204,7 @@ class VpCalls(HvState):
     def start_virtual_processor(self, call: Call) -> HvStatus:
         caller = call.caller
         hdr = START_VIRTUAL_PROCESSOR_HEADER.unpack(call.input)
-        if not caller.privileges & PartitionPrivilege.StartVirtualProcessor:
+        if not caller.privileges & START_VIRTUAL_PROCESSOR:
             return S.ACCESS_DENIED
         target = self.resolve(caller, hdr.partition_id)
         if target is None:

@@ -102,7 +102,7 @@ class HostApi:
             # Output elements land at absolute positions; only [rep start, reps completed) is defined.
             if not out:
                 out = bytearray(len(res.output))
-            size = len(res.output) // count
+            size = len(res.output) // count if count else 0
             out[done * size : res.reps_completed * size] = res.output[done * size : res.reps_completed * size]
             if res.status is not HvStatus.SUCCESS or res.reps_completed >= count:
                 return RepOutcome(res.status, res.reps_completed, bytes(out), invocations)
@@ -170,6 +170,7 @@ class HostApi:
     def deposit(self, partition_id: int, pages: Sequence[int]) -> Generator[simpy.Event, Any, RepOutcome]:
         """DepositMemory *pages* (any number: split into 511-page calls, each continued)."""
         done, invocations = 0, 0
+        # An empty list still makes one call (rep count 0), answered as the ABI says.
         for start in range(0, len(pages), DEPOSIT_MAX) or [0]:
             chunk = pages[start : start + DEPOSIT_MAX]
             out = yield from self.rep(
