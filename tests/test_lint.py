@@ -10,6 +10,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["hvsim.actors", "hvsim.faults", "hvsim.scenarios", "hvsim.reports"]
+#: Python sources only: ruff would also reformat the README's aligned example comments.
+SOURCES = ["actors", "faults", "scenarios", "reports", "tests"]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -19,12 +21,12 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_check_is_clean() -> None:
-    res = _run("ruff", "check", ".")
+    res = _run("ruff", "check", *SOURCES)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 def test_ruff_format_is_clean() -> None:
-    res = _run("ruff", "format", "--check", ".")
+    res = _run("ruff", "format", "--check", *SOURCES)
     assert res.returncode == 0, res.stdout + res.stderr
 
 
