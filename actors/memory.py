@@ -101,7 +101,11 @@ class HostMemory:
         self.pages = pages
         self.owner = array("q", bytes(8 * pages))  # all HOST
         self.host_allocated = bytearray(pages)
-        self._free: list[int] = list(range(pages))  # a heap: lowest page first
+        # Lowest free page first, without a list of every page: pages >= _next_fresh were never
+        # handed out; pages given back wait in the _returned heap. Both are validated lazily (a page
+        # deposited while unallocated is skipped), so the two sources never hand out a page twice.
+        self._next_fresh = 0
+        self._returned: list[int] = []
         self._free_count = pages
 
     @property
@@ -116,10 +120,13 @@ class HostMemory:
         if count > self._free_count:
             raise HostMemoryExhausted(count, self._free_count)
         out: list[int] = []
-        owner, allocated, heap = self.owner, self.host_allocated, self._free
+        owner, allocated, heap = self.owner, self.host_allocated, self._returned
         while len(out) < count:
-            page = heapq.heappop(heap)
-            # Stale heap entries (deposited while unallocated) are skipped lazily.
+            if heap and (heap[0] < self._next_fresh or self._next_fresh >= self.pages):
+                page = heapq.heappop(heap)
+            else:
+                page = self._next_fresh
+                self._next_fresh += 1
             if owner[page] == HOST and not allocated[page]:
                 allocated[page] = 1
                 out.append(page)
@@ -133,7 +140,7 @@ class HostMemory:
             if not (0 <= page < self.pages) or owner[page] != HOST or not allocated[page]:
                 raise ValueError(f"page {page} is not an allocated host page")
             allocated[page] = 0
-            heapq.heappush(self._free, page)
+            heapq.heappush(self._returned, page)
             self._free_count += 1
 
     def is_host_page(self, page: int) -> bool:
