@@ -8,7 +8,6 @@ without them would; README lists what is implemented.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
 
 from hvsim.actors.config import HvConfig
 from hvsim.actors.hvdef import (
@@ -32,7 +31,7 @@ from hvsim.actors.hvdef import (
     VP_REGISTERS_INPUT,
     HypercallCode,
 )
-from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, dispatch
+from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, Shape, dispatch
 from hvsim.actors.partitions import PartitionCalls
 from hvsim.actors.pools import PoolCalls
 from hvsim.actors.properties import PropertyCalls
@@ -41,16 +40,6 @@ from hvsim.actors.trace import EventLog
 from hvsim.actors.vpstate import VpCalls
 
 C = HypercallCode
-
-
-class Shape(NamedTuple):
-    handler: str
-    header_size: int
-    output_size: int = 0
-    rep: bool = False
-    rep_in_size: int = 0
-    rep_out_size: int = 0
-    variable: bool = False
 
 
 #: Every hypercall this build answers.
@@ -110,16 +99,7 @@ class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
     ) -> None:
         super().__init__(config, clock, log, effects)
         self.table: dict[int, HypercallDef] = {
-            code: HypercallDef(
-                code,
-                getattr(self, shape.handler),
-                shape.header_size,
-                shape.output_size,
-                shape.rep,
-                shape.rep_in_size,
-                shape.rep_out_size,
-                shape.variable,
-            )
+            code: HypercallDef(code, getattr(self, shape.handler), shape)
             for code, shape in CALL_TABLE.items()
         }
         #: (code, status) -> count, for summaries and coverage.

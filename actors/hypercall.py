@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from hvsim.actors.config import HvConfig
     from hvsim.actors.model import Partition
 
-__all__ = ["Call", "HypercallDef", "HypercallRequest", "HypercallResult", "dispatch"]
+__all__ = ["Call", "HypercallDef", "HypercallRequest", "HypercallResult", "Shape", "dispatch"]
 
 
 class HypercallRequest(NamedTuple):
@@ -109,18 +109,25 @@ class Call:
 Handler = Callable[["Call"], HvStatus]
 
 
-@dataclass(frozen=True, slots=True)
-class HypercallDef:
-    """The shape of one hypercall; ``handler`` is the behaviour, bound at dispatcher build time."""
+class Shape(NamedTuple):
+    """A hypercall's ABI shape (TLFS sizes in bytes) and the name of its handler method."""
 
-    code: int
-    handler: Handler
+    handler: str
     header_size: int
     output_size: int = 0
     rep: bool = False
     rep_in_size: int = 0
     rep_out_size: int = 0
     variable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HypercallDef:
+    """One dispatch-table row: the shape, and the handler bound when the table is built."""
+
+    code: int
+    handler: Handler
+    shape: Shape
 
 
 def _fail(status: HvStatus, reps: int, cost_ns: int, out_size: int = 0) -> HypercallResult:
@@ -138,9 +145,10 @@ def dispatch(
     value = req.control & 0xFFFF_FFFF_FFFF_FFFF
     code = value & 0xFFFF
     cost = config.cost(code)
-    d = table.get(code)
-    if d is None:
+    row = table.get(code)
+    if row is None:
         return _fail(HvStatus.INVALID_HYPERCALL_CODE, 0, cost.base_ns)
+    d = row.shape
     if value & RESERVED_MASK:
         return _fail(HvStatus.INVALID_HYPERCALL_INPUT, 0, cost.base_ns)
     rep_count = (value & REP_COUNT_MASK) >> REP_COUNT_SHIFT
@@ -177,7 +185,7 @@ def dispatch(
         fit = max(1, (config.rep_budget_ns - cost.base_ns) // cost.per_rep_ns)
         rep_limit = min(rep_count, rep_start + fit)
     call = Call(caller, req.vp, code, data, bytearray(out_size), rep_start, rep_count, rep_limit, var_bytes)
-    status = d.handler(call)
+    status = row.handler(call)
     reps = call.reps_done if d.rep else 0
     cost_ns = cost.base_ns + cost.per_rep_ns * max(0, reps - rep_start)
     return HypercallResult(make_result(status, reps), status, reps, bytes(call.output), cost_ns)

@@ -30,6 +30,13 @@ class PoolCalls(HvState):
             return gpfn
         return None
 
+    def _rep_finished(self, call: Call, done: int, target: Partition, status: HvStatus) -> HvStatus:
+        """Record absolute reps completed; log the pool once per call, not once per page."""
+        call.reps_done = done
+        if done > call.rep_start:
+            self.pool_changed(target)
+        return status
+
     def deposit_memory(self, call: Call) -> HvStatus:
         pid = PARTITION_ID_INPUT.unpack(call.input).partition_id
         status, target = self.pool_target(call.caller, pid)
@@ -48,10 +55,7 @@ class PoolCalls(HvState):
                 break
             memory.give_to_pool(page, pool)
             i += 1
-        call.reps_done = i
-        if i > call.rep_start:
-            self.pool_changed(target)
-        return status
+        return self._rep_finished(call, i, target, status)
 
     def withdraw_memory(self, call: Call) -> HvStatus:
         inp = MEMORY_POOL_INPUT.unpack(call.input)
@@ -72,10 +76,7 @@ class PoolCalls(HvState):
             page = memory.take_from_pool(pool)
             _U64.pack_into(out, GPA_PAGE_NUMBER_SIZE * i, page)
             i += 1
-        call.reps_done = i
-        if i > call.rep_start:
-            self.pool_changed(target)
-        return status
+        return self._rep_finished(call, i, target, status)
 
     def get_memory_balance(self, call: Call) -> HvStatus:
         inp = MEMORY_POOL_INPUT.unpack(call.input)
