@@ -115,8 +115,14 @@ class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
         caller = self.partitions.get(req.caller)
         if caller is None or req.vp not in caller.vps:
             raise ValueError(f"no VP {req.vp} in partition {req.caller} to issue a hypercall from")
-        res = dispatch(self.table, self.config, caller, self.gpa_limit(caller.id), req)
         code = req.control & 0xFFFF
+        fault = None
+        if self.interposer is not None:
+            ctl = req.control
+            fault = self.interposer.on_hypercall(
+                req.caller, req.vp, code, (ctl >> 48) & 0xFFF, (ctl >> 32) & 0xFFF
+            )
+        res = dispatch(self.table, self.config, caller, self.gpa_limit(caller.id), req, fault)
         key = (code, int(res.status))
         self.call_counts[key] = self.call_counts.get(key, 0) + 1
         if self.log.enabled:
@@ -128,5 +134,6 @@ class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
                 status=res.status.name,
                 reps=res.reps_completed,
                 cost_ns=res.cost_ns,
+                **({"fault": fault.fault} if fault is not None else {}),
             )
         return res

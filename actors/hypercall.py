@@ -34,6 +34,7 @@ from hvsim.actors.hvdef import (
 if TYPE_CHECKING:
     from hvsim.actors.config import HvConfig
     from hvsim.actors.model import Partition
+    from hvsim.actors.seams import CallFault
 
 __all__ = ["Call", "HypercallDef", "HypercallRequest", "HypercallResult", "Shape", "dispatch"]
 
@@ -140,8 +141,13 @@ def dispatch(
     caller: Partition,
     gpa_limit: int,
     req: HypercallRequest,
+    fault: CallFault | None = None,
 ) -> HypercallResult:
-    """Validate *req* against its definition and run its handler. Never raises on any input."""
+    """Validate *req* against its definition and run its handler. Never raises on any input.
+
+    A *fault* (from the interposer seam) acts only on a call that passed the common checks: an
+    injected status replaces the handler, a rep cap shortens the invocation, extra time is added.
+    """
     value = req.control & 0xFFFF_FFFF_FFFF_FFFF
     code = value & 0xFFFF
     cost = config.cost(code)
@@ -180,12 +186,19 @@ def dispatch(
     if len(data) < in_size:
         data = data + bytes(in_size - len(data))
 
+    extra_ns = 0
     rep_limit = rep_count
     if d.rep and config.rep_budget_ns is not None and cost.per_rep_ns > 0:
         fit = max(1, (config.rep_budget_ns - cost.base_ns) // cost.per_rep_ns)
         rep_limit = min(rep_count, rep_start + fit)
+    if fault is not None:
+        extra_ns = fault.extra_ns
+        if fault.status is not None:
+            return _fail(fault.status, rep_start if d.rep else 0, cost.base_ns + extra_ns, out_size)
+        if fault.rep_cap is not None and d.rep:
+            rep_limit = min(rep_limit, rep_start + max(1, fault.rep_cap))
     call = Call(caller, req.vp, code, data, bytearray(out_size), rep_start, rep_count, rep_limit, var_bytes)
     status = row.handler(call)
     reps = call.reps_done if d.rep else 0
-    cost_ns = cost.base_ns + cost.per_rep_ns * max(0, reps - rep_start)
+    cost_ns = cost.base_ns + cost.per_rep_ns * max(0, reps - rep_start) + extra_ns
     return HypercallResult(make_result(status, reps), status, reps, bytes(call.output), cost_ns)

@@ -35,7 +35,7 @@ class PartitionCalls(HvState):
         if len(self.partitions) >= self.config.max_partitions:
             return S.NO_RESOURCES
         cost = self.config.page_costs.create_partition
-        if not caller.pool.can_charge(cost):
+        if not self.may_charge(caller, "partition", cost):
             return S.INSUFFICIENT_MEMORY
         # A child never starts with more than its parent holds (the rule SetPartitionProperty
         # enforces for PrivilegeFlags), so a nested host's children are consistent ([inferred]).
@@ -51,7 +51,7 @@ class PartitionCalls(HvState):
             inp.disabled_processor_features1,
         )
         child.disabled_xsave_features = inp.disabled_processor_xsave_features
-        caller.pool.charge(f"partition:{child.id}", cost)
+        caller.pool.charge(f"partition:{child.id}", cost)  # cannot fail: may_charge said yes
         self.log.emit("partition.state", partition=child.id, old=None, new=P.CREATED.name, parent=caller.id)
         self.pool_changed(caller)
         self.effects.partition_created(child)
@@ -63,7 +63,7 @@ class PartitionCalls(HvState):
         status, target = self.child_target(call.caller, pid, (P.CREATED,))
         if target is None:
             return status
-        if not target.pool.charge("init", self.config.page_costs.initialize_partition):
+        if not self.charge(target, "init", self.config.page_costs.initialize_partition):
             return S.INSUFFICIENT_MEMORY
         self.pool_changed(target)
         self.set_state(target, P.ACTIVE)

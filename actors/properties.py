@@ -146,7 +146,7 @@ class PropertyCalls(HvState):
         cfg = self.config
         pages = min(max(value, cfg.virtual_tlb_pages_min), cfg.virtual_tlb_pages_max)
         held = p.pool.charged("vtlb")
-        if pages > held and not p.pool.charge("vtlb", pages - held):
+        if pages > held and not self.charge(p, "vtlb", pages - held):
             return S.INSUFFICIENT_MEMORY
         if pages < held:
             p.pool.release("vtlb", held - pages)

@@ -21,6 +21,7 @@ from hvsim.actors.hvdef import (
 )
 from hvsim.actors.memory import HostMemory
 from hvsim.actors.model import Partition, PartitionState, Vp
+from hvsim.actors.seams import Interposer
 from hvsim.actors.trace import EventLog
 
 S = HvStatus
@@ -78,6 +79,8 @@ class HvState:
         self.clock = clock
         self.log = log
         self.effects: Effects = effects if effects is not None else NoEffects()
+        #: Fault seam (``hvsim.actors.seams``): None in an undisturbed world.
+        self.interposer: Interposer | None = None
         self.memory = HostMemory(config.host_pages)
         self.partitions: dict[int, Partition] = {}
         self.next_partition_id = config.first_partition_id
@@ -137,6 +140,18 @@ class HvState:
         if target.parent_id != caller.id and not (caller.is_root and target is caller):
             return S.ACCESS_DENIED, None
         return OK, target
+
+    # --- pool charges ------------------------------------------------------------------------
+    def may_charge(self, p: Partition, key: str, pages: int) -> bool:
+        """Whether *p*'s pool can give *pages* to structure *key* (enough free, and not refused)."""
+        if not p.pool.can_charge(pages):
+            return False
+        interposer = self.interposer
+        return interposer is None or pages <= 0 or interposer.allow_charge(p.id, key, pages)
+
+    def charge(self, p: Partition, key: str, pages: int) -> bool:
+        """Charge *pages* of *p*'s pool to structure *key*; False (no change) if short or refused."""
+        return self.may_charge(p, key, pages) and p.pool.charge(key, pages)
 
     # --- recorded state changes -----------------------------------------------------------------
     def set_state(self, p: Partition, new: PartitionState) -> None:

@@ -64,7 +64,7 @@ class VpCalls(HvState):
             return status
         if inp.vp_index > self.config.max_vp_index or inp.vp_index in target.vps:
             return S.INVALID_VP_INDEX
-        if not target.pool.charge(f"vp:{inp.vp_index}", self.config.page_costs.create_vp):
+        if not self.charge(target, f"vp:{inp.vp_index}", self.config.page_costs.create_vp):
             return S.INSUFFICIENT_MEMORY
         vp = Vp.reset(inp.vp_index)
         target.vps[inp.vp_index] = vp

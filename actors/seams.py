@@ -1,0 +1,42 @@
+"""Seams where a misbehaving world plugs into the hypervisor, without the hypervisor knowing who.
+
+``hvsim.faults`` implements :class:`Interposer`; ``hvsim.scenarios`` decides whether one is installed.
+With none installed the hypervisor takes no extra branch beyond one ``is None`` test, so a run with
+no faults is identical to a run with an empty fault plan.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+from hvsim.actors.hvdef import HvStatus
+
+
+class CallFault(NamedTuple):
+    """How one hypercall invocation is disturbed."""
+
+    #: Answer with this status instead of executing the call (no side effect; a rep call reports
+    #: reps completed = rep start).
+    status: HvStatus | None = None
+    #: Process at most this many reps in this invocation (a forced early return with SUCCESS:
+    #: the TLFS continuation).
+    rep_cap: int | None = None
+    #: Simulated time added to the call's service time (a latency spike).
+    extra_ns: int = 0
+    #: The fault that decided it, for the event log.
+    fault: str = ""
+
+
+class Interposer(Protocol):
+    """Consulted by the hypervisor at its decision points."""
+
+    def on_hypercall(
+        self, caller: int, vp: int, code: int, rep_start: int, rep_count: int
+    ) -> CallFault | None:
+        """Before a call runs: disturb it, or None to leave it alone."""
+        ...
+
+    def allow_charge(self, partition_id: int, key: str, pages: int) -> bool:
+        """Before *pages* pool pages are charged to structure *key*: False refuses the allocation
+        (the call answers INSUFFICIENT_MEMORY, with no side effect)."""
+        ...
