@@ -33,6 +33,14 @@ class StateChanged:
     state: str
 
 
+@dataclass(frozen=True, slots=True)
+class ToVp:
+    """Forward *message* (a Pause, Crash or SetSpeed) to VP *index*, if it exists."""
+
+    index: int
+    message: Any
+
+
 class PartitionActor(SimActor):
     """Starts a VP actor (running the guest program its provider chooses) for each created VP."""
 
@@ -58,6 +66,10 @@ class PartitionActor(SimActor):
             self.vps.pop(message.index).stop(block=False)
         elif kind is StateChanged:
             self.state = message.state
+        elif kind is ToVp:
+            ref = self.vps.get(message.index)
+            if ref is not None:
+                ref.tell(message.message)
         else:
             return super().on_receive(message)
         return None

@@ -9,6 +9,17 @@ from typing import Any
 import pykka
 import simpy
 
+from hvsim.actors.hvdef import (
+    HV_PARTITION_ID_SELF,
+    HV_VP_INDEX_SELF,
+    REGISTER_ASSOC,
+    VP_REGISTERS_INPUT,
+    HypercallCode,
+    RegisterAssoc,
+    RegisterName,
+    VpRegistersInput,
+    control,
+)
 from hvsim.actors.hypercall import HypercallRequest, HypercallResult
 from hvsim.actors.runtime import SimActor, ask
 from hvsim.actors.workload import Compute, Halt, Hypercall, Program
@@ -19,6 +30,34 @@ class RunState:
     """From the hypervisor (via the partition actor): whether this VP may execute now."""
 
     runnable: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """The physical processor is taken away for *duration_ns* (the host is not told)."""
+
+    duration_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """The guest crashes: it reports through the crash registers, then executes nothing more."""
+
+    code: int = 0xDEAD
+
+
+@dataclass(frozen=True, slots=True)
+class SetSpeed:
+    """Compute takes *factor* times its nominal time (1.0: full speed)."""
+
+    factor: float
+
+
+#: HV_CRASH_CTL_REG_CONTENTS: CrashNotify (bit 63) | CrashMessage (bit 62) is what a bugcheck sets.
+CRASH_NOTIFY = 1 << 63
+
+
+R = RegisterName
 
 
 class VpActor(SimActor):
@@ -40,6 +79,10 @@ class VpActor(SimActor):
         self.hypercalls = 0
         self.compute_ns = 0
         self.last_result: HypercallResult | None = None
+        self.speed = 1.0
+        self.paused_until_ns = 0
+        self.crash_code: int | None = None
+        self.crashed = False
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is RunState:
@@ -50,7 +93,17 @@ class VpActor(SimActor):
                 elif not self.halted and self._resume is not None and not self._resume.triggered:
                     self._resume.succeed()
             return None
-        return super().on_receive(message)
+        if type(message) is Pause:
+            self.paused_until_ns = max(self.paused_until_ns, int(self.env.now) + message.duration_ns)
+        elif type(message) is SetSpeed:
+            self.speed = message.factor
+        elif type(message) is Crash:
+            self.crash_code = message.code
+            if self.runnable and not self.halted and self._resume is not None and not self._resume.triggered:
+                self._resume.succeed()
+        else:
+            return super().on_receive(message)
+        return None
 
     def on_stop(self) -> None:
         self.runnable = False
@@ -68,9 +121,14 @@ class VpActor(SimActor):
                     yield self._resume
                 if self.actor_stopped.is_set():
                     return
+                if self.paused_until_ns > self.env.now:
+                    yield self.env.timeout(self.paused_until_ns - int(self.env.now))
+                if self.crash_code is not None:
+                    yield from self._bugcheck(self.crash_code)
+                    return
                 if type(op) is Compute:
                     self.compute_ns += op.ns
-                    yield self.env.timeout(op.ns)
+                    yield self.env.timeout(op.ns if self.speed == 1.0 else round(op.ns * self.speed))
                 elif type(op) is Hypercall:
                     req = HypercallRequest(self.partition_id, self.index, op.control, op.input)
                     self.last_result = yield ask(self.hypervisor, req)
@@ -83,3 +141,18 @@ class VpActor(SimActor):
             ops = self.program.loop
             if not ops:
                 return
+
+    def _bugcheck(self, code: int) -> Generator[simpy.Event, Any, None]:
+        """What a guest's crash handler does on Hyper-V: write GuestCrashP0-P4, then GuestCrashCtl
+        with CrashNotify, so the host can see the crash; then stop executing for good."""
+        values = [(R.GuestCrashP0, code), (R.GuestCrashP1, self.index), (R.GuestCrashCtl, CRASH_NOTIFY)]
+        header = VP_REGISTERS_INPUT.pack(
+            VpRegistersInput(HV_PARTITION_ID_SELF, HV_VP_INDEX_SELF, 0, bytes(3))
+        )
+        body = b"".join(REGISTER_ASSOC.pack(RegisterAssoc(n, bytes(12), v, 0)) for n, v in values)
+        ctl = control(HypercallCode.SetVpRegisters, rep_count=len(values))
+        self.last_result = yield ask(
+            self.hypervisor, HypercallRequest(self.partition_id, self.index, ctl, header + body)
+        )
+        self.crashed = True
+        self.halted = True

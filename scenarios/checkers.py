@@ -137,6 +137,17 @@ def all_reclaimed(hv: Hypervisor) -> list[Violation]:
     return out
 
 
+def host_pages_returned(hv: Hypervisor) -> list[Violation]:
+    """Liveness at the end: the host holds no page it allocated (none leaked between allocator,
+    deposits and withdrawals)."""
+    held = sum(hv.memory.host_allocated)
+    if held:
+        return [
+            Violation("host-pages-returned", f"the host still holds {held} allocated pages", {"pages": held})
+        ]
+    return []
+
+
 STATE_CHECKERS: dict[str, Callable[[Hypervisor], list[Violation]]] = {
     "page-conservation": page_conservation,
     "pool-balance": pool_balances,

@@ -80,22 +80,46 @@ class PartitionSpec:
     stack: int = 0x8_0000
 
 
+HOST_STEPS = (
+    "boot.created", "boot.initialized", "boot.vps_created", "boot.end",
+    "teardown.begin", "teardown.stopped", "teardown.finalized", "teardown.withdrew",
+    "teardown.drained", "teardown.end", "reclaim",
+)  # fmt: skip
+"""The named steps of the reference host: where ``host.crash`` faults can strike."""
+
+
+def new_host(sim: Simulation, *, vp: int = 0, **kwargs: Any) -> ReferenceHost:
+    """The run's host policy (``sim.host_class``, default :class:`ReferenceHost`) on root VP *vp*."""
+    cls = sim.host_class or ReferenceHost
+    host: ReferenceHost = cls(sim, vp=vp, **kwargs)
+    return host
+
+
 class ReferenceHost:
     """Host policy running on root VP *vp*. Keeps the ids of the partitions it manages."""
 
     def __init__(
-        self, sim: Simulation, *, vp: int = 0, retry_pages: int = 16, max_retries: int = 256
+        self,
+        sim: Simulation,
+        *,
+        vp: int = 0,
+        retry_pages: int = 16,
+        max_retries: int = 256,
+        backoff_ns: int = 50_000,
     ) -> None:
         self.sim = sim
         self.api = HostApi(sim, vp=vp)
         self.retry_pages = retry_pages
         self.max_retries = max_retries
+        self.backoff_ns = backoff_ns
         #: Partitions this host created and has not deleted, with their specs.
         self.managed: dict[int, PartitionSpec] = {}
 
     # --- building blocks -----------------------------------------------------------------------
     def note(self, step: str, **fields: Any) -> None:
+        """Record a host step in the event log; it is also a point where the host may crash."""
         self.sim.log.emit(f"host.{step}", host_vp=self.api.vp, **fields)
+        self.sim.host_step(step)
 
     def deposit(self, partition_id: int, count: int) -> Gen[RepOutcome]:
         """Allocate *count* host pages and deposit them; pages not taken go back to the allocator."""
@@ -107,14 +131,20 @@ class ReferenceHost:
         return out
 
     def with_memory(self, issue: Callable[[], Gen[T]], pool: int, step: str) -> Gen[T]:
-        """Issue a call; on INSUFFICIENT_MEMORY deposit into *pool* and retry (bounded)."""
+        """Issue a call; on INSUFFICIENT_MEMORY deposit into *pool* and retry; on NO_RESOURCES (an
+        implementation limit that may clear) back off and retry. Both bounded."""
+        backoff_ns = self.backoff_ns
         for _ in range(self.max_retries):
             result = yield from issue()
             status = result[0] if isinstance(result, tuple) else result
-            if status is not S.INSUFFICIENT_MEMORY:
+            if status is S.INSUFFICIENT_MEMORY:
+                yield from self.deposit(pool, self.retry_pages)
+            elif status is S.NO_RESOURCES:
+                yield self.sim.env.timeout(backoff_ns)
+                backoff_ns = min(2 * backoff_ns, 10_000_000)
+            else:
                 return result
-            yield from self.deposit(pool, self.retry_pages)
-        raise HostError(f"{step} (after {self.max_retries} deposits)", S.INSUFFICIENT_MEMORY)
+        raise HostError(f"{step} (gave up after {self.max_retries} retries)", status)
 
     @staticmethod
     def expect(status: HvStatus, step: str, *allowed: HvStatus) -> None:
@@ -129,7 +159,7 @@ class ReferenceHost:
         )
         self.expect(status, "CreatePartition")
         self.managed[pid] = spec
-        self.note("boot.begin", partition=pid, vps=spec.vps)
+        self.note("boot.created", partition=pid, vps=spec.vps)
         program = spec.program or self.default_program(pid, spec.vps)
         self.sim.load_guest(pid, program)
         self.expect(
@@ -141,11 +171,13 @@ class ReferenceHost:
             lambda: api.initialize_partition(pid), pid, "InitializePartition"
         )
         self.expect(status, f"InitializePartition({pid})")
+        self.note("boot.initialized", partition=pid)
         for code, value in spec.properties.items():
             self.expect((yield from api.set_property(pid, code, value)), f"SetPartitionProperty({code:#x})")
         for index in range(spec.vps):
             status = yield from self.with_memory(lambda i=index: api.create_vp(pid, i), pid, "CreateVp")  # type: ignore[misc]
             self.expect(status, f"CreateVp({pid}, {index})")
+        self.note("boot.vps_created", partition=pid)
         out = yield from api.set_registers(pid, 0, {R.Rip: spec.entry, R.Rsp: spec.stack})
         self.expect(out.status, "SetVpRegisters(initial state)")
         for index in range(spec.vps):  # VP 0 runs; the APs wait for the guest to start them
@@ -173,6 +205,7 @@ class ReferenceHost:
             status, pages = yield from self.api.withdraw(partition_id)
             self.sim.free_host_pages(pages)
             total += len(pages)
+            self.note("teardown.withdrew", partition=partition_id, pages=len(pages))
             if status is S.NO_RESOURCES:
                 return total
             self.expect(status, f"WithdrawMemory({partition_id})")
@@ -182,11 +215,14 @@ class ReferenceHost:
         spec = self.managed[partition_id]
         self.note("teardown.begin", partition=partition_id)
         yield from self.stop_vps(partition_id, spec.vps)
-        self.expect(
-            (yield from self.api.finalize_partition(partition_id)), f"FinalizePartition({partition_id})"
-        )
+        self.note("teardown.stopped", partition=partition_id)
+        status = yield from self.api.finalize_partition(partition_id)
+        self.expect(status, f"FinalizePartition({partition_id})")
+        self.note("teardown.finalized", partition=partition_id)
         pages = yield from self.drain(partition_id)
-        self.expect((yield from self.api.delete_partition(partition_id)), f"DeletePartition({partition_id})")
+        self.note("teardown.drained", partition=partition_id)
+        status = yield from self.api.delete_partition(partition_id)
+        self.expect(status, f"DeletePartition({partition_id})")
         del self.managed[partition_id]
         self.note("teardown.end", partition=partition_id, pages=pages, duration_ns=self.sim.now_ns - start)
 
@@ -206,6 +242,10 @@ class ReferenceHost:
             reclaimed.append(pid)
         self.note("reclaim", partitions=reclaimed)
         return reclaimed
+
+    def recover(self) -> Gen[Any]:
+        """What a freshly restarted host runs after a crash: here, reclaim every child."""
+        return (yield from self.reclaim_all())
 
     def lifecycle(self, spec: PartitionSpec, run_ns: int) -> Gen[int]:
         """Boot a partition, let it run for *run_ns*, tear it down; returns its id."""

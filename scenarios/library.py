@@ -16,7 +16,7 @@ from typing import Any
 import simpy
 
 from hvsim.actors.config import HvConfig, PageCosts
-from hvsim.scenarios.host import PartitionSpec, ReferenceHost
+from hvsim.scenarios.host import PartitionSpec, new_host
 from hvsim.scenarios.simulation import Simulation
 
 Main = Callable[[Simulation], Generator[simpy.Event, Any, Any]]
@@ -52,7 +52,7 @@ def scenario(name: str, description: str, *, config: HvConfig | None = None) -> 
 def _concurrent_lifecycles(
     sim: Simulation, specs: list[PartitionSpec], run_ns: int
 ) -> Generator[simpy.Event, Any, Any]:
-    hosts = [ReferenceHost(sim, vp=i % sim.config.root_vps) for i in range(len(specs))]
+    hosts = [new_host(sim, vp=i % sim.config.root_vps) for i in range(len(specs))]
     procs = [sim.process(host.lifecycle(spec, run_ns)) for host, spec in zip(hosts, specs, strict=True)]
     yield sim.env.all_of(procs)
 
@@ -72,7 +72,7 @@ def boot_storm(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
 @scenario("churn", "40 short-lived partitions, one after another: pools drained and reused")
 def churn(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
     rng = sim.rng("scenario")
-    host = ReferenceHost(sim)
+    host = new_host(sim)
     for _ in range(40):
         yield from host.lifecycle(
             PartitionSpec(vps=rng.randint(1, 3), initial_pages=rng.choice([0, 64, 256])), 200_000
@@ -88,7 +88,7 @@ def churn(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
 )
 def tight_memory(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
     specs = [PartitionSpec(vps=4, initial_pages=0) for _ in range(4)]
-    hosts = [ReferenceHost(sim, vp=i % sim.config.root_vps, retry_pages=1) for i in range(len(specs))]
+    hosts = [new_host(sim, vp=i % sim.config.root_vps, retry_pages=1) for i in range(len(specs))]
     procs = [sim.process(h.lifecycle(s, 2_000_000)) for h, s in zip(hosts, specs, strict=True)]
     yield sim.env.all_of(procs)
 
@@ -97,11 +97,11 @@ def tight_memory(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
     "recover", "a host boots 3 partitions and forgets them; a restarted host rediscovers and reclaims them"
 )
 def recover(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
-    first = ReferenceHost(sim)
+    first = new_host(sim)
     for vps in (1, 2, 3):
         yield from first.boot(PartitionSpec(vps=vps))
     yield sim.env.timeout(1_000_000)
-    restarted = ReferenceHost(sim, vp=1)  # knows nothing: must use GetNextChildPartition
+    restarted = new_host(sim, vp=1)  # knows nothing: must use GetNextChildPartition
     yield from restarted.reclaim_all()
 
 

@@ -12,7 +12,9 @@ import orjson
 import simpy
 from simpy.events import EventPriority
 
-from hvsim.scenarios import checkers
+from hvsim.faults.inject import FaultInjector, HostCrashed
+from hvsim.faults.plan import FaultPlan
+from hvsim.scenarios import checkers, faulting
 from hvsim.scenarios.checkers import Violation
 from hvsim.scenarios.library import Scenario, load
 from hvsim.scenarios.simulation import Simulation
@@ -37,6 +39,22 @@ class RunResult:
     #: A host step that failed (e.g. "DeletePartition(3): OPERATION_DENIED ..."), or a crash.
     error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    injector: FaultInjector | None = None
+    #: Steps at which the host crashed (host.crash faults), in order.
+    crashes: list[str] = field(default_factory=list)
+    liveness: list[Violation] = field(default_factory=list)
+
+    def fault_summary(self) -> dict[str, Any] | None:
+        if self.injector is None:
+            return None
+        return {
+            "plan": self.plan.name,
+            "faults": [f.kind for f in self.plan.faults],
+            "fired": dict(sorted(self.injector.fired.items())),
+            "host_crashes": self.crashes,
+            "healed": self.injector.healed,
+        }
 
     @property
     def ok(self) -> bool:
@@ -60,6 +78,13 @@ def _quiescent_checks(
             raise _CheckerFailed
 
 
+def _after(
+    sim: Simulation, at_ns: int, then: Generator[simpy.Event, Any, None]
+) -> Generator[simpy.Event, Any, None]:
+    yield sim.env.timeout(at_ns)
+    yield from then
+
+
 def run_scenario(
     name_or_path: str | Scenario,
     seed: int = 0,
@@ -67,40 +92,91 @@ def run_scenario(
     out_dir: Path | None = None,
     log: bool = True,
     check_every_ns: int | None = 1_000_000,
+    plan: FaultPlan | None = None,
+    host_class: type | None = None,
 ) -> RunResult:
     """Run one scenario for one seed; write ``events.jsonl`` and ``summary.json`` to *out_dir*.
 
-    State checkers run at a quiescent point every *check_every_ns* of simulated time (None: only at
-    the end); the first violation stops the run. Files are written even when the run fails.
+    Safety: state checkers run at a quiescent point every *check_every_ns* of simulated time (None:
+    only at the end); the first violation stops the run. With a fault *plan*, faults act until the
+    plan's ``heal_at_ns``; a host crash ends every host process and a fresh *host_class* host
+    recovers. Liveness: the host's job must finish within ``liveness_bound_ns`` after healing, VPs
+    that may run must run, and (for scenarios that tear down) everything must be reclaimed.
+    Files are written even when the run fails.
     """
     sc = name_or_path if isinstance(name_or_path, Scenario) else load(name_or_path)
     sim = Simulation(seed, config=sc.config, log=log)
-    result = RunResult(sc.name, seed, sim, 0.0)
+    sim.host_class = host_class
+    plan = plan or FaultPlan()
+    result = RunResult(sc.name, seed, sim, 0.0, plan=plan)
     wall_start = time.perf_counter()
-    try:
-        main = sim.process(sc.main(sim))
+    with sim.runtime.active():
+        injector = faulting.install(sim, plan)
+        result.injector = injector
         if check_every_ns:
-            sim.process(_quiescent_checks(sim, check_every_ns, result.violations))
-        with sim.runtime.active():
-            sim.env.run(until=main)
-    except _CheckerFailed:
-        pass
-    except Exception as exc:  # the host under test failed: a result, not a crash of hvsim
-        result.error = f"{type(exc).__name__}: {exc}"
+            sim.env.process(_quiescent_checks(sim, check_every_ns, result.violations))
+        if injector is not None:
+            sim.env.process(
+                _after(sim, plan.heal_at_ns, faulting.vps_make_progress(sim, 5_000_000, result.liveness))
+            )
+        try:
+            _run_host(sim, sc, plan, injector, result)
+        except _CheckerFailed:
+            pass
+        except Exception as exc:  # the host under test failed: a result, not a crash of hvsim
+            result.error = f"{type(exc).__name__}: {exc}"
+        if injector is not None:
+            injector.heal_all(faulting.vp_control(sim))
     result.wall_s = time.perf_counter() - wall_start
-    if not result.violations:
-        result.violations = checkers.check_state(sim.hv)
-    if log:
-        result.violations += checkers.state_transitions(sim.log.records())
-    if result.error is None and sc.expect_all_reclaimed:
-        result.violations += checkers.all_reclaimed(sim.hv)
-    for failure in sim.runtime.failures:
-        result.error = result.error or f"actor {failure[0]} failed: {failure[1]!r}"
-    result.summary = build_summary(sc, result.sim, result.wall_s, result.violations, result.error)
+    _judge(sim, sc, result, log)
+    result.summary = build_summary(
+        sc, sim, result.wall_s, result.violations, result.error, result.fault_summary()
+    )
     sim.close()
     if out_dir is not None:
         write_outputs(result, out_dir)
     return result
+
+
+def _run_host(
+    sim: Simulation, sc: Scenario, plan: FaultPlan, injector: FaultInjector | None, result: RunResult
+) -> None:
+    """Run the scenario's host to completion, restarting it after each crash."""
+    env = sim.env
+    job = sim.process(sc.main(sim))
+    deadline = None if injector is None else env.timeout(plan.heal_at_ns + plan.liveness_bound_ns)
+    while True:
+        try:
+            env.run(until=job if deadline is None else env.any_of([job, deadline]))
+        except HostCrashed as crash:
+            ended = faulting.end_host(sim)
+            result.crashes.append(crash.step)
+            sim.log.emit("host.crashed", step=crash.step, processes_ended=ended)
+            job = sim.process(faulting.restart(sim, crash, faulting.restart_delay(plan, crash)))
+            continue
+        if not job.triggered:
+            result.liveness.append(
+                Violation(
+                    "host-finishes",
+                    f"the host had not finished {plan.liveness_bound_ns} ns after faults healed",
+                    {},
+                    sim.now_ns,
+                    sim.log.seq,
+                )
+            )
+        return
+
+
+def _judge(sim: Simulation, sc: Scenario, result: RunResult, log: bool) -> None:
+    if not result.violations:
+        result.violations = checkers.check_state(sim.hv)
+    if log:
+        result.violations += checkers.state_transitions(sim.log.records())
+    result.violations += result.liveness
+    if result.error is None and sc.expect_all_reclaimed and not result.liveness:
+        result.violations += checkers.all_reclaimed(sim.hv) + checkers.host_pages_returned(sim.hv)
+    for name, exc in sim.runtime.failures:
+        result.error = result.error or f"actor {name} failed: {exc!r}"
 
 
 def write_outputs(result: RunResult, out_dir: Path) -> None:

@@ -25,8 +25,10 @@ from hvsim.actors.config import HvConfig
 from hvsim.actors.core import Hypervisor
 from hvsim.actors.hypercall import HypercallRequest, HypercallResult
 from hvsim.actors.hypervisor import HypervisorActor
+from hvsim.actors.partition import ToVp
 from hvsim.actors.runtime import SimRuntime, SimulationDeadlock, ask
 from hvsim.actors.trace import EventLog
+from hvsim.actors.vp import VpActor
 from hvsim.actors.workload import IDLE, Program
 
 T = TypeVar("T")
@@ -49,12 +51,20 @@ class Simulation:
         # One stream per component, drawn in a fixed order so adding a consumer later never shifts
         # the streams of the existing ones (TigerBeetle's "one seed builds the world").
         world = random.Random(seed)
-        self._component_seeds = {name: world.getrandbits(64) for name in ("workload", "host", "scenario")}
+        self._component_seeds = {
+            name: world.getrandbits(64) for name in ("workload", "host", "scenario", "faults")
+        }
         self.env = simpy.Environment()
         self.runtime = SimRuntime(self.env)
         self.log = EventLog(self._now, enabled=log)
         self._programs: dict[int, ProgramFactory] = {}
         self._default_guest = guest
+        #: The host policy class scenarios instantiate (None: the reference host); see host.new_host.
+        self.host_class: type | None = None
+        #: Called with each named host step (fault injection's seam into the host).
+        self.host_step_hooks: list[Callable[[str], None]] = []
+        #: Every host process started with :meth:`process` (a host crash ends them all).
+        self.host_processes: list[simpy.Process] = []
         with self.runtime.active():
             self._hv_actor = HypervisorActor.spawn(self.config, self.log, self._guest_for)
         self.hv_ref = self._hv_actor.actor_ref
@@ -141,7 +151,27 @@ class Simulation:
     def process(self, generator: Generator[Any, Any, T]) -> simpy.Process:
         """Start host code (a generator yielding SimPy events) as a concurrent process."""
         with self.runtime.active():
-            return self.env.process(generator)
+            proc = self.env.process(generator)
+        self.host_processes.append(proc)
+        return proc
+
+    def tell_vp(self, partition_id: int, vp_index: int, message: object) -> bool:
+        """Deliver a physical event (pause, crash, speed) to a VP actor; False if no such VP."""
+        partition = self.hv.partitions.get(partition_id)
+        if partition is None or vp_index not in partition.vps:
+            return False
+        with self.runtime.active():
+            self._hv_actor.partition_refs[partition_id].tell(ToVp(vp_index, message))
+        return True
+
+    def vp_actors(self) -> list[VpActor]:
+        """The live VP actors (inspection for checkers)."""
+        return [a for a in self.runtime.actors if isinstance(a, VpActor) and not a.actor_stopped.is_set()]
+
+    def host_step(self, step: str) -> None:
+        """The host reached *step* (e.g. ``teardown.finalized``): tell the hooks (may raise)."""
+        for hook in self.host_step_hooks:
+            hook(step)
 
     def run(self, until_ns: int | None = None) -> None:
         """Advance the clock to *until_ns* (or until nothing is left to do)."""

@@ -23,7 +23,12 @@ def _version() -> str:
 
 
 def build_summary(
-    sc: Scenario, sim: Simulation, wall_s: float, violations: list[Violation], error: str | None
+    sc: Scenario,
+    sim: Simulation,
+    wall_s: float,
+    violations: list[Violation],
+    error: str | None,
+    faults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     hv = sim.hv
     by_call: dict[str, dict[str, int]] = {}
@@ -37,7 +42,9 @@ def build_summary(
     host_owned = mem.owner.count(HOST)
     checker_names = ["page-conservation", "pool-balance", "state-transitions"]
     if sc.expect_all_reclaimed:
-        checker_names.append("all-reclaimed")
+        checker_names += ["all-reclaimed", "host-pages-returned"]
+    if faults is not None:
+        checker_names += ["host-finishes", "vps-run"]
     events = sim.log.seq
     return {
         "hvsim": _version(),
@@ -67,6 +74,7 @@ def build_summary(
             name: {"ok": not [v for v in violations if v.checker == name]} for name in checker_names
         },
         "violations": [v.to_json() for v in violations],
+        "faults": faults,
         # The only part of a run that is not a function of the seed.
         "wall": {
             "seconds": round(wall_s, 6),

@@ -1,0 +1,229 @@
+"""The fault injector: implements the hypervisor's Interposer seam and runs the timed faults.
+
+Every fault has its own random stream (derived from the run's seed, the fault's index and kind), a
+``fault`` record in the event log each time it fires, and a heal: at its ``end_ns``, at the plan's
+``heal_at_ns``, or when the run ends, whichever comes first. After :meth:`heal_all` nothing is active.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+
+from hvsim.actors.core import CALL_NAMES, Hypervisor
+from hvsim.actors.hvdef import HvStatus
+from hvsim.actors.seams import CallFault
+from hvsim.actors.trace import EventLog
+from hvsim.faults.plan import (
+    REP_CALLS,
+    TRANSIENT_STATUSES,
+    FaultPlan,
+    HostCrash,
+    HypercallLatency,
+    HypercallPartial,
+    HypercallTransient,
+    PoolCap,
+    PoolDrain,
+    PoolFailNth,
+    PoolFailProbability,
+    PoolRefuseLarge,
+    VpCrash,
+    VpPause,
+    VpSlow,
+)
+
+DRAIN_KEY = "fault:drain"
+CALL_FAULTS = (HypercallPartial, HypercallLatency, HypercallTransient)
+POOL_FAULTS = (PoolCap, PoolFailNth, PoolFailProbability, PoolRefuseLarge)
+
+
+class HostCrashed(Exception):
+    """Raised inside the host at the step a ``host.crash`` fault names."""
+
+    def __init__(self, step: str = "", occurrence: int = 0) -> None:
+        super().__init__(step, occurrence)
+        self.step = step
+        self.occurrence = occurrence
+
+    def __str__(self) -> str:
+        return f"host crashed at step {self.step!r} (occurrence {self.occurrence})"
+
+
+class VpControl:
+    """What the injector may do to a VP (implemented by the simulation: pause, crash, slow)."""
+
+    def __init__(
+        self,
+        pause: Callable[[int, int, int], bool],
+        crash: Callable[[int, int], bool],
+        slow: Callable[[int, float], None],
+    ) -> None:
+        self.pause, self.crash, self.slow = pause, crash, slow
+
+
+class FaultInjector:
+    """All of one plan's faults, acting on one simulation."""
+
+    def __init__(
+        self, plan: FaultPlan, seed: int, env: simpy.Environment, hv: Hypervisor, log: EventLog
+    ) -> None:
+        self.plan = plan
+        self.env = env
+        self.hv = hv
+        self.log = log
+        self.faults = plan.faults
+        self.rngs = [random.Random(f"{seed}:{i}:{f.kind}") for i, f in enumerate(self.faults)]
+        self.fired: Counter[str] = Counter()
+        self.healed = False
+        self._nth = [0] * len(self.faults)
+        self._crash_seen = [0] * len(self.faults)
+        self._call_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, CALL_FAULTS)]
+        self._pool_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, POOL_FAULTS)]
+        self._slowed: list[int] = []
+
+    # --- bookkeeping ---------------------------------------------------------------------------
+    def active(self, index: int) -> bool:
+        f = self.faults[index]
+        now = self.env.now
+        end = self.plan.heal_at_ns if f.end_ns is None else min(f.end_ns, self.plan.heal_at_ns)
+        return not self.healed and f.start_ns <= now < end
+
+    def _targets(self, target: str | int, partition_id: int) -> bool:
+        root = self.hv.root.id
+        if target == "any":
+            return True
+        if target == "root":
+            return partition_id == root
+        if target == "child":
+            return partition_id != root
+        return partition_id == target
+
+    def fire(self, index: int, **details: Any) -> None:
+        kind = self.faults[index].kind
+        self.fired[kind] += 1
+        self.log.emit("fault", kind=kind, index=index, **details)
+
+    # --- the Interposer seam --------------------------------------------------------------------
+    def on_hypercall(
+        self, caller: int, vp: int, code: int, rep_start: int, rep_count: int
+    ) -> CallFault | None:
+        name = CALL_NAMES.get(code)
+        if name is None:
+            return None
+        for i, f in self._call_faults:
+            if not self.active(i) or not self._targets(f.caller, caller):
+                continue
+            eligible = f.calls or (
+                REP_CALLS if isinstance(f, HypercallPartial) else
+                sorted(TRANSIENT_STATUSES) if isinstance(f, HypercallTransient) else [name]
+            )  # fmt: skip
+            if name not in eligible or self.rngs[i].random() >= f.probability:
+                continue
+            label = f"{f.kind}#{i}"
+            if isinstance(f, HypercallPartial):
+                if rep_count - rep_start <= f.max_reps:
+                    continue  # nothing to cut short
+                self.fire(i, call=name, caller=caller, max_reps=f.max_reps)
+                return CallFault(rep_cap=f.max_reps, fault=label)
+            if isinstance(f, HypercallLatency):
+                self.fire(i, call=name, caller=caller, extra_ns=f.extra_ns)
+                return CallFault(extra_ns=f.extra_ns, fault=label)
+            self.fire(i, call=name, caller=caller, status=f.status)
+            return CallFault(status=HvStatus[f.status], fault=label)
+        return None
+
+    def allow_charge(self, partition_id: int, key: str, pages: int) -> bool:
+        for i, f in self._pool_faults:
+            if not self.active(i) or not self._targets(f.target, partition_id):
+                continue
+            refuse = False
+            if isinstance(f, PoolCap):
+                refuse = self.hv.partitions[partition_id].pool.in_use + pages > f.max_in_use_pages
+            elif isinstance(f, PoolFailNth):
+                self._nth[i] += 1
+                refuse = self._nth[i] % f.n == 0 if f.every else self._nth[i] == f.n
+            elif isinstance(f, PoolFailProbability):
+                refuse = self.rngs[i].random() < f.probability
+            elif isinstance(f, PoolRefuseLarge):
+                refuse = pages >= f.min_pages
+            if refuse:
+                self.fire(i, partition=partition_id, structure=key, pages=pages)
+                return False
+        return True
+
+    # --- host steps ---------------------------------------------------------------------------
+    def on_host_step(self, step: str) -> HostCrash | None:
+        """Called by the host at each named step; raises HostCrashed when a crash fault says so."""
+        for i, f in enumerate(self.faults):
+            if isinstance(f, HostCrash) and f.step == step and self.active(i):
+                self._crash_seen[i] += 1
+                if self._crash_seen[i] == f.occurrence:
+                    self.fire(i, step=step, occurrence=f.occurrence)
+                    return f
+        return None
+
+    # --- timed faults ---------------------------------------------------------------------------
+    def processes(self, vps: VpControl) -> list[Generator[simpy.Event, Any, None]]:
+        procs: list[Generator[simpy.Event, Any, None]] = []
+        for i, f in enumerate(self.faults):
+            if isinstance(f, PoolDrain):
+                procs.append(self._drain(i, f))
+            elif isinstance(f, VpPause | VpCrash | VpSlow):
+                procs.append(self._vp_fault(i, f, vps))
+        procs.append(self._heal_at(self.plan.heal_at_ns, vps))
+        return procs
+
+    def _drain(self, index: int, f: PoolDrain) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(f.start_ns)
+        while self.active(index):
+            for p in list(self.hv.partitions.values()):
+                if not self._targets(f.target, p.id):
+                    continue
+                take = min(f.pages_per_step, f.max_pages - p.pool.charged(DRAIN_KEY), len(p.pool.available))
+                if take > 0 and p.pool.charge(DRAIN_KEY, take):
+                    self.fire(index, partition=p.id, pages=take)
+                    self.hv.pool_changed(p)
+            yield self.env.timeout(f.step_ns)
+        self._give_back_drained()
+
+    def _give_back_drained(self) -> None:
+        for p in self.hv.partitions.values():
+            if p.pool.release(DRAIN_KEY):
+                self.hv.pool_changed(p)
+
+    def _vp_fault(
+        self, index: int, f: VpPause | VpCrash | VpSlow, vps: VpControl
+    ) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(f.start_ns)
+        if not self.active(index):
+            return
+        for p in list(self.hv.partitions.values()):
+            if not self._targets(f.target, p.id):
+                continue
+            if isinstance(f, VpPause) and vps.pause(p.id, f.vp, f.duration_ns):
+                self.fire(index, partition=p.id, vp=f.vp, duration_ns=f.duration_ns)
+            elif isinstance(f, VpCrash) and vps.crash(p.id, f.vp):
+                self.fire(index, partition=p.id, vp=f.vp)
+            elif isinstance(f, VpSlow):
+                vps.slow(p.id, f.factor)
+                self._slowed.append(p.id)
+                self.fire(index, partition=p.id, factor=f.factor)
+
+    def _heal_at(self, at_ns: int, vps: VpControl) -> Generator[simpy.Event, Any, None]:
+        yield self.env.timeout(max(0, at_ns - int(self.env.now)))
+        self.heal_all(vps)
+
+    def heal_all(self, vps: VpControl | None = None) -> None:
+        """End every fault now: drained pages go back, slowed VPs run at full speed."""
+        if self.healed:
+            return
+        self.healed = True
+        self._give_back_drained()
+        if vps is not None:
+            for pid in self._slowed:
+                vps.slow(pid, 1.0)
+        self.log.emit("fault.healed", fired=dict(sorted(self.fired.items())))

@@ -1,0 +1,285 @@
+"""Fault plans: what goes wrong, where and when, as data (a TOML file or a Python object).
+
+A plan is a list of faults, each one ``[[fault]]`` table with a ``kind`` and its knobs, plus a
+``heal_at_ns`` after which every fault is over and the run's liveness phase begins. Plans are
+validated (pydantic); errors name the file, the line and the field. Any plan, including one drawn
+by :func:`hvsim.faults.swarm.swarm_plan`, can be written back as TOML and replays identically.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hvsim.actors.core import CALL_NAMES, CALL_TABLE
+
+#: Which partitions a fault acts on: the root, any child, any partition, or one partition id.
+Target = Literal["root", "child", "any"] | Annotated[int, Field(ge=1)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Ns = Annotated[int, Field(ge=0)]
+
+IMPLEMENTED_CALLS = sorted(CALL_NAMES[code] for code in CALL_TABLE)
+REP_CALLS = sorted(CALL_NAMES[code] for code, shape in CALL_TABLE.items() if shape.rep)
+
+#: Statuses a call may legitimately return without any side effect, so a host must handle them:
+#: the resource statuses the TLFS lists for calls that allocate (HYPERCALLS.md 4.x, 6.4).
+TRANSIENT_STATUSES: dict[str, frozenset[str]] = {
+    "CreatePartition": frozenset({"INSUFFICIENT_MEMORY", "NO_RESOURCES"}),
+    "InitializePartition": frozenset({"INSUFFICIENT_MEMORY", "NO_RESOURCES"}),
+    "CreateVp": frozenset({"INSUFFICIENT_MEMORY", "NO_RESOURCES"}),
+    "SetPartitionProperty": frozenset({"INSUFFICIENT_MEMORY"}),
+    "WithdrawMemory": frozenset({"NO_RESOURCES"}),
+}
+
+
+class _Fault(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: When the fault becomes active (simulated ns).
+    start_ns: Ns = 0
+    #: When it heals by itself (None: at the plan's heal_at_ns).
+    end_ns: Ns | None = None
+
+
+class PoolCap(_Fault):
+    """Refuse allocations that would take a pool's in-use pages above *max_in_use_pages*."""
+
+    kind: Literal["pool.cap"]
+    target: Target = "child"
+    max_in_use_pages: Ns
+
+
+class PoolFailNth(_Fault):
+    """Refuse the *n*-th allocation (counted from the window start) on a target pool; with
+    *every*, every *n*-th."""
+
+    kind: Literal["pool.fail_nth"]
+    target: Target = "any"
+    n: Annotated[int, Field(ge=1)]
+    every: bool = False
+
+
+class PoolFailProbability(_Fault):
+    """Refuse each allocation on a target pool with *probability*."""
+
+    kind: Literal["pool.fail_probability"]
+    target: Target = "any"
+    probability: Probability
+
+
+class PoolRefuseLarge(_Fault):
+    """Refuse allocations of *min_pages* pages or more (a pool short of contiguous memory)."""
+
+    kind: Literal["pool.refuse_large"]
+    target: Target = "any"
+    min_pages: Annotated[int, Field(ge=1)]
+
+
+class PoolDrain(_Fault):
+    """Take *pages_per_step* free pages out of each target pool every *step_ns*, up to *max_pages*
+    per pool (the hypervisor using them internally); all are given back when the fault heals."""
+
+    kind: Literal["pool.drain"]
+    target: Target = "child"
+    pages_per_step: Annotated[int, Field(ge=1)] = 8
+    step_ns: Annotated[int, Field(ge=1)] = 100_000
+    max_pages: Annotated[int, Field(ge=1)] = 256
+
+
+class _CallFault(_Fault):
+    #: Hypercalls affected (TLFS names, e.g. "DepositMemory"); empty: every eligible call.
+    calls: list[str] = []
+    probability: Probability = 1.0
+    #: Only calls issued by this partition ("root", "child", "any" or an id).
+    caller: Target = "any"
+
+    @model_validator(mode="after")
+    def _known_calls(self) -> _CallFault:
+        unknown = [c for c in self.calls if c not in IMPLEMENTED_CALLS]
+        if unknown:
+            raise ValueError(f"unknown hypercall {unknown[0]!r} (known: {', '.join(IMPLEMENTED_CALLS)})")
+        return self
+
+
+class HypercallPartial(_CallFault):
+    """Force rep calls to return early (SUCCESS, at most *max_reps* reps done): continuations."""
+
+    kind: Literal["hypercall.partial"]
+    max_reps: Annotated[int, Field(ge=1)] = 1
+
+    @model_validator(mode="after")
+    def _rep_calls_only(self) -> HypercallPartial:
+        if [c for c in self.calls if c not in REP_CALLS]:
+            raise ValueError(f"hypercall.partial applies to rep calls only: {', '.join(REP_CALLS)}")
+        return self
+
+
+class HypercallLatency(_CallFault):
+    """Add *extra_ns* to the service time of affected calls (a latency spike)."""
+
+    kind: Literal["hypercall.latency"]
+    extra_ns: Annotated[int, Field(ge=1)] = 100_000
+
+
+class HypercallTransient(_CallFault):
+    """Answer affected calls with *status*, without executing them (no side effect)."""
+
+    kind: Literal["hypercall.transient"]
+    status: str = "INSUFFICIENT_MEMORY"
+
+    @model_validator(mode="after")
+    def _allowed(self) -> HypercallTransient:
+        calls = self.calls or sorted(TRANSIENT_STATUSES)
+        for call in calls:
+            allowed = TRANSIENT_STATUSES.get(call, frozenset())
+            if self.status not in allowed:
+                raise ValueError(
+                    f"{call} cannot return {self.status} as a transient status"
+                    + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else "")
+                )
+        return self
+
+
+class HostCrash(_Fault):
+    """Crash the host when it reaches *step* for the *occurrence*-th time; a fresh host starts
+    *restart_after_ns* later and must recover (rediscover children, finish the teardown)."""
+
+    kind: Literal["host.crash"]
+    step: str = "teardown.finalized"
+    occurrence: Annotated[int, Field(ge=1)] = 1
+    restart_after_ns: Ns = 1_000_000
+
+
+class VpPause(_Fault):
+    """Stop VP *vp* of target partitions from executing for *duration_ns* (the host is not told)."""
+
+    kind: Literal["vp.pause"]
+    target: Target = "child"
+    vp: Annotated[int, Field(ge=0)] = 0
+    duration_ns: Annotated[int, Field(ge=1)] = 1_000_000
+
+
+class VpCrash(_Fault):
+    """VP *vp* of target partitions crashes: it stops for good and reports through the guest
+    crash registers (GuestCrashCtl, GuestCrashP0-P4), which the host can read."""
+
+    kind: Literal["vp.crash"]
+    target: Target = "child"
+    vp: Annotated[int, Field(ge=0)] = 0
+
+
+class VpSlow(_Fault):
+    """VPs of target partitions compute *factor* times slower."""
+
+    kind: Literal["vp.slow"]
+    target: Target = "child"
+    factor: Annotated[float, Field(ge=1.0, le=1000.0)] = 4.0
+
+
+Fault = Annotated[
+    PoolCap
+    | PoolFailNth
+    | PoolFailProbability
+    | PoolRefuseLarge
+    | PoolDrain
+    | HypercallPartial
+    | HypercallLatency
+    | HypercallTransient
+    | HostCrash
+    | VpPause
+    | VpCrash
+    | VpSlow,
+    Field(discriminator="kind"),
+]
+
+FAULT_KINDS: dict[str, type[_Fault]] = {
+    model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in (
+        PoolCap, PoolFailNth, PoolFailProbability, PoolRefuseLarge, PoolDrain, HypercallPartial,
+        HypercallLatency, HypercallTransient, HostCrash, VpPause, VpCrash, VpSlow,
+    )
+}  # fmt: skip
+
+
+class FaultPlan(BaseModel):
+    """A whole plan. ``FaultPlan()`` is the empty plan: a run with it equals a run without faults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "plan"
+    #: Every fault is over by this simulated time; the liveness phase follows.
+    heal_at_ns: Ns = 50_000_000
+    #: After healing, how long (simulated) the system has to converge before liveness is judged.
+    liveness_bound_ns: Annotated[int, Field(ge=1)] = 200_000_000
+    fault: list[Fault] = []
+
+    @property
+    def faults(self) -> list[Any]:
+        return list(self.fault)
+
+    def to_toml(self) -> str:
+        data = self.model_dump(mode="json", exclude_defaults=False)
+        data["fault"] = [{k: v for k, v in f.items() if v is not None} for f in data["fault"]]
+        return tomli_w.dumps(data)
+
+
+class PlanError(Exception):
+    """A plan file that cannot be used; ``str()`` is one line naming file, line and field."""
+
+
+def load_plan(path: Path) -> FaultPlan:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read the fault plan: {exc.strerror}") from None
+    return parse_plan(text, str(path))
+
+
+def parse_plan(text: str, source: str = "<plan>") -> FaultPlan:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise PlanError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        return FaultPlan.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = [str(p) for p in err["loc"]]
+        where = _line_of(text, loc)
+        field = _describe_loc(loc, data)
+        raise PlanError(f"{source}:{where}: {field}: {err['msg']}") from None
+
+
+def _describe_loc(loc: list[str], data: dict[str, Any]) -> str:
+    if len(loc) >= 2 and loc[0] == "fault" and loc[1].isdigit():
+        index = int(loc[1])
+        kind = data["fault"][index].get("kind", "?") if index < len(data.get("fault", [])) else "?"
+        rest = [p for p in loc[2:] if p != kind]
+        return f"fault[{index}] ({kind})" + (f" field {'.'.join(rest)}" if rest else "")
+    return "field " + ".".join(loc)
+
+
+def _line_of(text: str, loc: list[str]) -> int:
+    """Best line for an error location: the field's line inside the i-th [[fault]] table."""
+    lines = text.splitlines()
+    start, end = 0, len(lines)
+    field = loc[-1] if loc else ""
+    if len(loc) >= 2 and loc[0] == "fault" and loc[1].isdigit():
+        headers = [i for i, line in enumerate(lines) if re.match(r"\s*\[\[\s*fault\s*\]\]", line)]
+        index = int(loc[1])
+        if index < len(headers):
+            start = headers[index]
+            end = headers[index + 1] if index + 1 < len(headers) else len(lines)
+            field = loc[-1] if len(loc) > 2 else ""
+    for i in range(start, end):
+        if field and re.match(rf"\s*{re.escape(field)}\s*=", lines[i]):
+            return i + 1
+    return start + 1
+
+
+__all__ = ["FAULT_KINDS", "Fault", "FaultPlan", "PlanError", "load_plan", "parse_plan"]
