@@ -134,9 +134,10 @@ class ReferenceHost:
         """Issue a call; on INSUFFICIENT_MEMORY deposit into *pool* and retry; on NO_RESOURCES (an
         implementation limit that may clear) back off and retry. Both bounded."""
         backoff_ns = self.backoff_ns
+        status = S.SUCCESS
         for _ in range(self.max_retries):
             result = yield from issue()
-            status = result[0] if isinstance(result, tuple) else result
+            status = HvStatus(result[0] if isinstance(result, tuple) else result)
             if status is S.INSUFFICIENT_MEMORY:
                 yield from self.deposit(pool, self.retry_pages)
             elif status is S.NO_RESOURCES:
