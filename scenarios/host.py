@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import simpy
 
@@ -137,7 +137,7 @@ class ReferenceHost:
         status = S.SUCCESS
         for _ in range(self.max_retries):
             result = yield from issue()
-            status = HvStatus(result[0] if isinstance(result, tuple) else result)
+            status = HvStatus(result[0] if isinstance(result, tuple) else cast(int, result))
             if status is S.INSUFFICIENT_MEMORY:
                 yield from self.deposit(pool, self.retry_pages)
             elif status is S.NO_RESOURCES:
