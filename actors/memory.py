@@ -143,6 +143,13 @@ class HostMemory:
             heapq.heappush(self._returned, page)
             self._free_count += 1
 
+    def release_host_allocations(self) -> int:
+        """Every page the host holds goes back to its allocator (the host process died and the
+        root's kernel reclaimed its memory); returns how many."""
+        held = [page for page in range(self.pages) if self.host_allocated[page]]
+        self.free(held)
+        return len(held)
+
     def is_host_page(self, page: int) -> bool:
         return 0 <= page < self.pages and self.owner[page] == HOST
 

@@ -34,7 +34,8 @@ class RunState:
 
 @dataclass(frozen=True, slots=True)
 class Pause:
-    """The physical processor is taken away for *duration_ns* (the host is not told)."""
+    """The physical processor is taken away for *duration_ns* (the host is not told); a pause of
+    0 ns ends any pause in progress."""
 
     duration_ns: int
 
@@ -83,6 +84,7 @@ class VpActor(SimActor):
         self.paused_until_ns = 0
         self.crash_code: int | None = None
         self.crashed = False
+        self._unpause: simpy.Event | None = None
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is RunState:
@@ -94,7 +96,12 @@ class VpActor(SimActor):
                     self._resume.succeed()
             return None
         if type(message) is Pause:
-            self.paused_until_ns = max(self.paused_until_ns, int(self.env.now) + message.duration_ns)
+            if message.duration_ns == 0:
+                self.paused_until_ns = 0
+                if self._unpause is not None and not self._unpause.triggered:
+                    self._unpause.succeed()
+            else:
+                self.paused_until_ns = max(self.paused_until_ns, int(self.env.now) + message.duration_ns)
         elif type(message) is SetSpeed:
             self.speed = message.factor
         elif type(message) is Crash:
@@ -121,8 +128,11 @@ class VpActor(SimActor):
                     yield self._resume
                 if self.actor_stopped.is_set():
                     return
-                if self.paused_until_ns > self.env.now:
-                    yield self.env.timeout(self.paused_until_ns - int(self.env.now))
+                while self.paused_until_ns > self.env.now:
+                    self._unpause = self.env.event()
+                    yield self.env.any_of(
+                        [self._unpause, self.env.timeout(self.paused_until_ns - int(self.env.now))]
+                    )
                 if self.crash_code is not None:
                     yield from self._bugcheck(self.crash_code)
                     return

@@ -1,7 +1,21 @@
-"""hvsim.faults: fault injectors that wrap the actors' seams (transport, memory pools, host steps).
+"""hvsim.faults: fault injectors that plug into the actors' seams, and the plans that drive them.
 
-The seams exist in ``hvsim.actors`` (``runtime.Transport``, the pool allocator); the injectors
-themselves are the fault-injection issue's work and are not written yet.
+A :class:`FaultPlan` (TOML or Python) lists faults; :class:`FaultInjector` implements the
+hypervisor's ``Interposer`` seam (``hvsim.actors.seams``) and runs timed faults; ``swarm_plan``
+draws a random plan per seed. ``hvsim.scenarios.faulting`` composes them with a simulation.
 """
 
-__all__: list[str] = []
+from hvsim.faults.inject import FaultInjector, HostCrashed
+from hvsim.faults.plan import FAULT_KINDS, FaultPlan, PlanError, load_plan, parse_plan
+from hvsim.faults.swarm import swarm_plan
+
+__all__ = [
+    "FAULT_KINDS",
+    "FaultInjector",
+    "FaultPlan",
+    "HostCrashed",
+    "PlanError",
+    "load_plan",
+    "parse_plan",
+    "swarm_plan",
+]

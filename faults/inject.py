@@ -16,6 +16,7 @@ import simpy
 
 from hvsim.actors.core import CALL_NAMES, Hypervisor
 from hvsim.actors.hvdef import HvStatus
+from hvsim.actors.model import PartitionState
 from hvsim.actors.seams import CallFault
 from hvsim.actors.trace import EventLog
 from hvsim.faults.plan import (
@@ -84,6 +85,7 @@ class FaultInjector:
         self._call_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, CALL_FAULTS)]
         self._pool_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, POOL_FAULTS)]
         self._slowed: list[int] = []
+        self._paused: list[tuple[int, int]] = []
 
     # --- bookkeeping ---------------------------------------------------------------------------
     def active(self, index: int) -> bool:
@@ -181,7 +183,9 @@ class FaultInjector:
         yield self.env.timeout(f.start_ns)
         while self.active(index):
             for p in list(self.hv.partitions.values()):
-                if not self._targets(f.target, p.id):
+                # Only a live partition makes the hypervisor build structures; a finalized one
+                # gets its pages back and must drain to empty.
+                if not self._targets(f.target, p.id) or p.state is not PartitionState.ACTIVE:
                     continue
                 take = min(f.pages_per_step, f.max_pages - p.pool.charged(DRAIN_KEY), len(p.pool.available))
                 if take > 0 and p.pool.charge(DRAIN_KEY, take):
@@ -205,6 +209,7 @@ class FaultInjector:
             if not self._targets(f.target, p.id):
                 continue
             if isinstance(f, VpPause) and vps.pause(p.id, f.vp, f.duration_ns):
+                self._paused.append((p.id, f.vp))
                 self.fire(index, partition=p.id, vp=f.vp, duration_ns=f.duration_ns)
             elif isinstance(f, VpCrash) and vps.crash(p.id, f.vp):
                 self.fire(index, partition=p.id, vp=f.vp)
@@ -218,7 +223,7 @@ class FaultInjector:
         self.heal_all(vps)
 
     def heal_all(self, vps: VpControl | None = None) -> None:
-        """End every fault now: drained pages go back, slowed VPs run at full speed."""
+        """End every fault now: drained pages go back, slowed VPs run at full speed, paused VPs run."""
         if self.healed:
             return
         self.healed = True
@@ -226,4 +231,6 @@ class FaultInjector:
         if vps is not None:
             for pid in self._slowed:
                 vps.slow(pid, 1.0)
+            for pid, vp in self._paused:
+                vps.pause(pid, vp, 0)
         self.log.emit("fault.healed", fired=dict(sorted(self.fired.items())))

@@ -81,8 +81,9 @@ class PoolRefuseLarge(_Fault):
 
 
 class PoolDrain(_Fault):
-    """Take *pages_per_step* free pages out of each target pool every *step_ns*, up to *max_pages*
-    per pool (the hypervisor using them internally); all are given back when the fault heals."""
+    """Take *pages_per_step* free pages out of each ACTIVE target pool every *step_ns*, up to
+    *max_pages* per pool (the hypervisor using them internally); they come back when the fault
+    heals, or into the partition's own pool when it is finalized."""
 
     kind: Literal["pool.drain"]
     target: Target = "child"

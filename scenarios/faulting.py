@@ -66,6 +66,11 @@ def end_host(sim: Simulation) -> int:
     return ended
 
 
+def reclaim_host_memory(sim: Simulation) -> int:
+    """The dead host's memory returns to the root's allocator; pool pages stay where they are."""
+    return sim.hv.memory.release_host_allocations()
+
+
 def _defuse(event: simpy.Event) -> None:
     event.defused = True
 

@@ -106,12 +106,14 @@ class ReferenceHost:
         retry_pages: int = 16,
         max_retries: int = 256,
         backoff_ns: int = 50_000,
+        deposits_before_backoff: int = 32,
     ) -> None:
         self.sim = sim
         self.api = HostApi(sim, vp=vp)
         self.retry_pages = retry_pages
         self.max_retries = max_retries
         self.backoff_ns = backoff_ns
+        self.deposits_before_backoff = deposits_before_backoff
         #: Partitions this host created and has not deleted, with their specs.
         self.managed: dict[int, PartitionSpec] = {}
 
@@ -131,15 +133,20 @@ class ReferenceHost:
         return out
 
     def with_memory(self, issue: Callable[[], Gen[T]], pool: int, step: str) -> Gen[T]:
-        """Issue a call; on INSUFFICIENT_MEMORY deposit into *pool* and retry; on NO_RESOURCES (an
-        implementation limit that may clear) back off and retry. Both bounded."""
+        """Issue a call; on INSUFFICIENT_MEMORY deposit into *pool* and retry (backing off once many
+        deposits did not help); on NO_RESOURCES (a limit that may clear) back off and retry. Bounded."""
         backoff_ns = self.backoff_ns
         status = S.SUCCESS
-        for _ in range(self.max_retries):
+        for attempt in range(self.max_retries):
             result = yield from issue()
             status = HvStatus(result[0] if isinstance(result, tuple) else cast(int, result))
             if status is S.INSUFFICIENT_MEMORY:
                 yield from self.deposit(pool, self.retry_pages)
+                if attempt >= self.deposits_before_backoff:
+                    # Still short after many deposits: the hypervisor refuses for another reason
+                    # (a cap, fragmentation); give it time rather than more pages.
+                    yield self.sim.env.timeout(backoff_ns)
+                    backoff_ns = min(2 * backoff_ns, 10_000_000)
             elif status is S.NO_RESOURCES:
                 yield self.sim.env.timeout(backoff_ns)
                 backoff_ns = min(2 * backoff_ns, 10_000_000)
@@ -200,16 +207,27 @@ class ReferenceHost:
             self.expect(out.status, f"SetVpRegisters({partition_id}, {index}, ExplicitSuspend=1)")
 
     def drain(self, partition_id: int) -> Gen[int]:
-        """Withdraw until NO_RESOURCES, returning every page to the host allocator."""
+        """Withdraw until NO_RESOURCES and GetMemoryBalance agrees the pool is empty, returning
+        every page to the host allocator. (NO_RESOURCES alone can come early: the TLFS does not
+        promise a withdraw finds every free page, so the balance is the arbiter.)"""
         total = 0
-        while True:
+        backoff_ns = self.backoff_ns
+        for _ in range(self.max_retries):
             status, pages = yield from self.api.withdraw(partition_id)
             self.sim.free_host_pages(pages)
             total += len(pages)
             self.note("teardown.withdrew", partition=partition_id, pages=len(pages))
-            if status is S.NO_RESOURCES:
+            if status is S.SUCCESS:
+                continue
+            self.expect(status, f"WithdrawMemory({partition_id})", S.NO_RESOURCES)
+            status, balance = yield from self.api.balance(partition_id)
+            self.expect(status, f"GetMemoryBalance({partition_id})")
+            if balance.pages_available + balance.pages_in_use == 0:
                 return total
-            self.expect(status, f"WithdrawMemory({partition_id})")
+            if not pages:
+                yield self.sim.env.timeout(backoff_ns)
+                backoff_ns = min(2 * backoff_ns, 10_000_000)
+        raise HostError(f"WithdrawMemory({partition_id}) (pool never emptied)", S.NO_RESOURCES)
 
     def teardown(self, partition_id: int) -> Gen[None]:
         start = self.sim.now_ns

@@ -150,8 +150,9 @@ def _run_host(
             env.run(until=job if deadline is None else env.any_of([job, deadline]))
         except HostCrashed as crash:
             ended = faulting.end_host(sim)
+            freed = faulting.reclaim_host_memory(sim)
             result.crashes.append(crash.step)
-            sim.log.emit("host.crashed", step=crash.step, processes_ended=ended)
+            sim.log.emit("host.crashed", step=crash.step, processes_ended=ended, host_pages_freed=freed)
             job = sim.process(faulting.restart(sim, crash, faulting.restart_delay(plan, crash)))
             continue
         if not job.triggered:
