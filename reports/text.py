@@ -21,6 +21,11 @@ def render_summary(summary: dict[str, Any], out_dir: str | None = None) -> str:
         "  checkers: "
         + ", ".join(f"{k} {'ok' if v['ok'] else 'FAILED'}" for k, v in summary["checkers"].items()),
     ]
+    faults = summary.get("faults")
+    if faults:
+        fired = ", ".join(f"{k} x{n}" for k, n in faults["fired"].items()) or "none fired"
+        crashes = f"; host crashed at {', '.join(faults['host_crashes'])}" if faults["host_crashes"] else ""
+        lines.append(f"  faults ({faults['plan']}): {fired}{crashes}")
     if summary["error"]:
         lines.append(f"  error: {summary['error']}")
     for v in summary["violations"][:5]:
