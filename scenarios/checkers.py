@@ -119,6 +119,30 @@ def state_transitions(records: Iterable[dict[str, Any]]) -> list[Violation]:
     return out
 
 
+def no_use_after_delete(records: Iterable[dict[str, Any]]) -> list[Violation]:
+    """Partition ids are never reused: nothing may happen to a partition after its deletion (no
+    state change, pool change, VP change or fault acting on it; host reports excepted)."""
+    out = []
+    deleted: set[int] = set()
+    for rec in records:
+        pid = rec.get("partition")
+        if not isinstance(pid, int) or rec["event"].startswith("host."):
+            continue  # the host may report on a partition it deleted; the hypervisor may not act
+        if pid in deleted:
+            out.append(
+                Violation(
+                    "no-use-after-delete",
+                    f"{rec['event']} names partition {pid} after its deletion",
+                    {"partition": pid},
+                    rec.get("t"),
+                    rec.get("seq"),
+                )
+            )
+        elif rec.get("event") == "partition.state" and rec.get("new") is None:
+            deleted.add(pid)
+    return out
+
+
 def all_reclaimed(hv: Hypervisor) -> list[Violation]:
     """Liveness at the end of a scenario: no child partition is left and every page that was ever
     deposited into a child is back with the host."""

@@ -172,7 +172,8 @@ def _judge(sim: Simulation, sc: Scenario, result: RunResult, log: bool) -> None:
     if not result.violations:
         result.violations = checkers.check_state(sim.hv)
     if log:
-        result.violations += checkers.state_transitions(sim.log.records())
+        records = sim.log.records()
+        result.violations += checkers.state_transitions(records) + checkers.no_use_after_delete(records)
     result.violations += result.liveness
     if result.error is None and sc.expect_all_reclaimed and not result.liveness:
         result.violations += checkers.all_reclaimed(sim.hv) + checkers.host_pages_returned(sim.hv)

@@ -40,7 +40,7 @@ def build_summary(
     created = hv.next_partition_id - hv.config.first_partition_id - 1  # the root is not "created"
     mem = hv.memory
     host_owned = mem.owner.count(HOST)
-    checker_names = ["page-conservation", "pool-balance", "state-transitions"]
+    checker_names = ["page-conservation", "pool-balance", "state-transitions", "no-use-after-delete"]
     if sc.expect_all_reclaimed:
         checker_names += ["all-reclaimed", "host-pages-returned"]
     if faults is not None:

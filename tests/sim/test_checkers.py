@@ -54,3 +54,14 @@ def test_leftover_child_fails_the_liveness_check() -> None:
     sim, pid = _world()
     (v,) = [v for v in checkers.all_reclaimed(sim.hv) if "children" in v.message]
     assert v.objects == {"children": [pid]}
+
+
+def test_use_of_a_deleted_partition_is_caught() -> None:
+    records = [
+        {"t": 0, "seq": 0, "event": "partition.state", "partition": 2, "old": None, "new": "CREATED"},
+        {"t": 1, "seq": 1, "event": "partition.state", "partition": 2, "old": "CREATED", "new": None},
+        {"t": 2, "seq": 2, "event": "pool", "partition": 2, "available": 1, "in_use": 0},
+    ]
+    (v,) = checkers.no_use_after_delete(records)
+    assert v.seq == 2 and "after its deletion" in v.message
+    assert checkers.no_use_after_delete(records[:2]) == []
