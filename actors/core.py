@@ -29,7 +29,9 @@ from hvsim.actors.hvdef import (
     SET_PARTITION_PROPERTY_INPUT,
     START_VIRTUAL_PROCESSOR_HEADER,
     VP_REGISTERS_INPUT,
+    HvStatus,
     HypercallCode,
+    make_result,
 )
 from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, Shape, dispatch
 from hvsim.actors.partitions import PartitionCalls
@@ -114,7 +116,11 @@ class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
     def hypercall(self, req: HypercallRequest) -> HypercallResult:
         caller = self.partitions.get(req.caller)
         if caller is None or req.vp not in caller.vps:
-            raise ValueError(f"no VP {req.vp} in partition {req.caller} to issue a hypercall from")
+            # The VP was deleted (or its partition finalized) in the very instant its guest
+            # executed the hypercall instruction: no guest is left to see a result.
+            self.log.emit("hypercall.orphaned", caller=req.caller, vp=req.vp, code=req.control & 0xFFFF)
+            status = HvStatus.INVALID_VP_INDEX
+            return HypercallResult(make_result(status), status, 0, b"", 0)
         code = req.control & 0xFFFF
         fault = None
         if self.interposer is not None:
