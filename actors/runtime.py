@@ -108,9 +108,10 @@ class SimRuntime:
 
     def stop_all(self) -> None:
         """Stop every live actor at once (teardown; no further messages are handled)."""
-        for actor in reversed(self.actors):
-            if not actor.actor_stopped.is_set():
-                actor._stop()
+        with self.active():  # on_stop hooks may stop or tell other actors
+            for actor in reversed(self.actors):
+                if not actor.actor_stopped.is_set():
+                    actor._stop()
         self.actors.clear()
 
     @staticmethod

@@ -112,3 +112,11 @@ def test_guest_programs_are_a_function_of_the_seed() -> None:
     assert guest_os(Simulation(seed=10).rng("workload", 2, 0), 0, 2) != guest_os(
         Simulation(seed=9).rng("workload", 2, 0), 0, 2
     )
+
+
+def test_close_stops_every_actor_cleanly() -> None:
+    sim, _host, _pid = _booted(vps=2)
+    sim.run(sim.now_ns + 1_000_000)
+    sim.close()
+    assert sim.runtime.failures == []
+    assert sim.vp_actors() == []
