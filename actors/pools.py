@@ -57,13 +57,18 @@ class PoolCalls(HvState):
             i += 1
         return self._rep_finished(call, i, target, status)
 
-    def withdraw_memory(self, call: Call) -> HvStatus:
+    def _pool_with_proximity(self, call: Call) -> tuple[HvStatus, Partition | None]:
+        """The header WithdrawMemory and GetMemoryBalance share: partition id and proximity info."""
         inp = MEMORY_POOL_INPUT.unpack(call.input)
         status, target = self.pool_target(call.caller, inp.partition_id)
+        if target is not None and not proximity_ok(inp.proximity_domain_info):
+            return S.INVALID_PARAMETER, None
+        return status, target
+
+    def withdraw_memory(self, call: Call) -> HvStatus:
+        status, target = self._pool_with_proximity(call)
         if target is None:
             return status
-        if not proximity_ok(inp.proximity_domain_info):
-            return S.INVALID_PARAMETER
         pool = target.pool
         reserve = self.config.withdraw_reserve_active_pages if target.state is PartitionState.ACTIVE else 0
         out, memory = call.output, self.memory
@@ -79,12 +84,9 @@ class PoolCalls(HvState):
         return self._rep_finished(call, i, target, status)
 
     def get_memory_balance(self, call: Call) -> HvStatus:
-        inp = MEMORY_POOL_INPUT.unpack(call.input)
-        status, target = self.pool_target(call.caller, inp.partition_id)
+        status, target = self._pool_with_proximity(call)
         if target is None:
             return status
-        if not proximity_ok(inp.proximity_domain_info):
-            return S.INVALID_PARAMETER
         pool = target.pool
         call.output[:16] = MEMORY_BALANCE_OUTPUT.pack((len(pool.available), pool.in_use))
         return OK
