@@ -85,6 +85,8 @@ class VpActor(SimActor):
         self.crash_code: int | None = None
         self.crashed = False
         self._unpause: simpy.Event | None = None
+        #: End of the compute op in progress (a VP inside a long op is running, not stuck).
+        self.busy_until_ns = 0
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is RunState:
@@ -121,24 +123,29 @@ class VpActor(SimActor):
         ops = self.program.setup
         while not self.actor_stopped.is_set():
             for op in ops:
-                while not self.runnable:
+                # Each op starts only when the VP exists, may run and is not paused: all three
+                # are re-checked after every wait, since any may change while waiting.
+                while True:
                     if self.actor_stopped.is_set():
                         return
-                    self._resume = self.env.event()
-                    yield self._resume
-                if self.actor_stopped.is_set():
-                    return
-                while self.paused_until_ns > self.env.now:
-                    self._unpause = self.env.event()
-                    yield self.env.any_of(
-                        [self._unpause, self.env.timeout(self.paused_until_ns - int(self.env.now))]
-                    )
+                    if self.paused_until_ns > self.env.now:
+                        self._unpause = self.env.event()
+                        yield self.env.any_of(
+                            [self._unpause, self.env.timeout(self.paused_until_ns - int(self.env.now))]
+                        )
+                    elif not self.runnable:
+                        self._resume = self.env.event()
+                        yield self._resume
+                    else:
+                        break
                 if self.crash_code is not None:
                     yield from self._bugcheck(self.crash_code)
                     return
                 if type(op) is Compute:
                     self.compute_ns += op.ns
-                    yield self.env.timeout(op.ns if self.speed == 1.0 else round(op.ns * self.speed))
+                    duration = op.ns if self.speed == 1.0 else round(op.ns * self.speed)
+                    self.busy_until_ns = int(self.env.now) + duration
+                    yield self.env.timeout(duration)
                 elif type(op) is Hypercall:
                     req = HypercallRequest(self.partition_id, self.index, op.control, op.input)
                     self.last_result = yield ask(self.hypervisor, req)

@@ -21,7 +21,6 @@ from hvsim.actors.seams import CallFault
 from hvsim.actors.trace import EventLog
 from hvsim.faults.plan import (
     REP_CALLS,
-    TRANSIENT_STATUSES,
     FaultPlan,
     HostCrash,
     HypercallLatency,
@@ -35,6 +34,7 @@ from hvsim.faults.plan import (
     VpCrash,
     VpPause,
     VpSlow,
+    transient_calls,
 )
 
 DRAIN_KEY = "fault:drain"
@@ -121,7 +121,7 @@ class FaultInjector:
                 continue
             eligible = f.calls or (
                 REP_CALLS if isinstance(f, HypercallPartial) else
-                sorted(TRANSIENT_STATUSES) if isinstance(f, HypercallTransient) else [name]
+                transient_calls(f.status) if isinstance(f, HypercallTransient) else [name]
             )  # fmt: skip
             if name not in eligible or self.rngs[i].random() >= f.probability:
                 continue

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from hvsim.actors.core import CALL_NAMES, CALL_TABLE
 
-#: Which partitions a fault acts on: the root, any child, any partition, or one partition id.
-Target = Literal["root", "child", "any"] | Annotated[int, Field(ge=1)]
+#: Which partitions a fault acts on: the root, any child, any partition, or one partition id (>= 1).
+Target = Literal["root", "child", "any"] | Annotated[int, Field(ge=1, description="a partition id")]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Ns = Annotated[int, Field(ge=0)]
 
@@ -35,6 +35,11 @@ TRANSIENT_STATUSES: dict[str, frozenset[str]] = {
     "SetPartitionProperty": frozenset({"INSUFFICIENT_MEMORY"}),
     "WithdrawMemory": frozenset({"NO_RESOURCES"}),
 }
+
+
+def transient_calls(status: str) -> list[str]:
+    """The calls that may answer *status* without side effect (what an empty ``calls`` means)."""
+    return sorted(call for call, allowed in TRANSIENT_STATUSES.items() if status in allowed)
 
 
 class _Fault(BaseModel):
@@ -99,12 +104,13 @@ class _CallFault(_Fault):
     #: Only calls issued by this partition ("root", "child", "any" or an id).
     caller: Target = "any"
 
-    @model_validator(mode="after")
-    def _known_calls(self) -> _CallFault:
-        unknown = [c for c in self.calls if c not in IMPLEMENTED_CALLS]
+    @field_validator("calls")
+    @classmethod
+    def _known_calls(cls, calls: list[str]) -> list[str]:
+        unknown = [c for c in calls if c not in IMPLEMENTED_CALLS]
         if unknown:
             raise ValueError(f"unknown hypercall {unknown[0]!r} (known: {', '.join(IMPLEMENTED_CALLS)})")
-        return self
+        return calls
 
 
 class HypercallPartial(_CallFault):
@@ -113,11 +119,12 @@ class HypercallPartial(_CallFault):
     kind: Literal["hypercall.partial"]
     max_reps: Annotated[int, Field(ge=1)] = 1
 
-    @model_validator(mode="after")
-    def _rep_calls_only(self) -> HypercallPartial:
-        if [c for c in self.calls if c not in REP_CALLS]:
+    @field_validator("calls")
+    @classmethod
+    def _rep_calls_only(cls, calls: list[str]) -> list[str]:
+        if [c for c in calls if c in IMPLEMENTED_CALLS and c not in REP_CALLS]:
             raise ValueError(f"hypercall.partial applies to rep calls only: {', '.join(REP_CALLS)}")
-        return self
+        return calls
 
 
 class HypercallLatency(_CallFault):
@@ -133,17 +140,20 @@ class HypercallTransient(_CallFault):
     kind: Literal["hypercall.transient"]
     status: str = "INSUFFICIENT_MEMORY"
 
-    @model_validator(mode="after")
-    def _allowed(self) -> HypercallTransient:
-        calls = self.calls or sorted(TRANSIENT_STATUSES)
+    @field_validator("status")
+    @classmethod
+    def _allowed(cls, status: str, info: ValidationInfo) -> str:
+        calls = info.data.get("calls") or []
         for call in calls:
             allowed = TRANSIENT_STATUSES.get(call, frozenset())
-            if self.status not in allowed:
+            if status not in allowed:
                 raise ValueError(
-                    f"{call} cannot return {self.status} as a transient status"
+                    f"{call} cannot return {status} as a transient status"
                     + (f" (allowed: {', '.join(sorted(allowed))})" if allowed else "")
                 )
-        return self
+        if not calls and not transient_calls(status):
+            raise ValueError(f"no hypercall returns {status} as a transient status")
+        return status
 
 
 class HostCrash(_Fault):
@@ -251,16 +261,38 @@ def parse_plan(text: str, source: str = "<plan>") -> FaultPlan:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = [str(p) for p in err["loc"]]
+        if err["type"] == "union_tag_invalid":
+            loc.append("kind")  # the tag itself is what is wrong
+        loc = _field_path(loc, data)
         where = _line_of(text, loc)
         field = _describe_loc(loc, data)
-        raise PlanError(f"{source}:{where}: {field}: {err['msg']}") from None
+        msg = err["msg"]
+        if loc[-1] in ("target", "caller"):
+            msg = "should be 'root', 'child', 'any' or a partition id (>= 1)"
+        raise PlanError(f"{source}:{where}: {field}: {msg}") from None
+
+
+def _field_path(loc: list[str], data: dict[str, Any]) -> list[str]:
+    """Drop pydantic's internal parts (the kind tag, union member names) from a location."""
+    if len(loc) >= 2 and loc[0] == "fault" and loc[1].isdigit():
+        index = int(loc[1])
+        faults = data.get("fault", [])
+        fields = faults[index] if index < len(faults) and isinstance(faults[index], dict) else {}
+        model = FAULT_KINDS.get(str(fields.get("kind")))
+        names = set(fields) | {"kind"} | (set(model.model_fields) if model is not None else set())
+        known = [p for p in loc[2:] if p in names]
+        return loc[:2] + known[:1]
+    return loc[:1]
 
 
 def _describe_loc(loc: list[str], data: dict[str, Any]) -> str:
     if len(loc) >= 2 and loc[0] == "fault" and loc[1].isdigit():
         index = int(loc[1])
-        kind = data["fault"][index].get("kind", "?") if index < len(data.get("fault", [])) else "?"
-        rest = [p for p in loc[2:] if p != kind]
+        faults = data.get("fault", [])
+        kind = (
+            faults[index].get("kind", "?") if index < len(faults) and isinstance(faults[index], dict) else "?"
+        )
+        rest = loc[2:]
         return f"fault[{index}] ({kind})" + (f" field {'.'.join(rest)}" if rest else "")
     return "field " + ".".join(loc)
 

@@ -103,7 +103,7 @@ def vps_make_progress(
             continue
         if actor.partition_id == sim.root_id:
             continue
-        if actor.compute_ns + actor.hypercalls == before[key]:
+        if actor.compute_ns + actor.hypercalls == before[key] and actor.busy_until_ns <= sim.now_ns:
             found.append(
                 Violation(
                     "vps-run",

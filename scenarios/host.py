@@ -12,6 +12,7 @@ Subclass and override a step to test a different policy, or write your own host 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -170,9 +171,10 @@ class ReferenceHost:
         self.note("boot.created", partition=pid, vps=spec.vps)
         program = spec.program or self.default_program(pid, spec.vps)
         self.sim.load_guest(pid, program)
-        self.expect(
-            (yield from api.set_property(pid, PropertyCode.PrivilegeFlags, spec.privileges)), "PrivilegeFlags"
+        status = yield from self.with_memory(
+            lambda: api.set_property(pid, PropertyCode.PrivilegeFlags, spec.privileges), pid, "PrivilegeFlags"
         )
+        self.expect(status, "SetPartitionProperty(PrivilegeFlags)")
         if spec.initial_pages:
             yield from self.deposit(pid, spec.initial_pages)
         status = yield from self.with_memory(
@@ -181,9 +183,13 @@ class ReferenceHost:
         self.expect(status, f"InitializePartition({pid})")
         self.note("boot.initialized", partition=pid)
         for code, value in spec.properties.items():
-            self.expect((yield from api.set_property(pid, code, value)), f"SetPartitionProperty({code:#x})")
+            setter = functools.partial(api.set_property, pid, code, value)
+            status = yield from self.with_memory(setter, pid, "SetPartitionProperty")
+            self.expect(status, f"SetPartitionProperty({code:#x})")
         for index in range(spec.vps):
-            status = yield from self.with_memory(lambda i=index: api.create_vp(pid, i), pid, "CreateVp")  # type: ignore[misc]
+            status = yield from self.with_memory(
+                functools.partial(api.create_vp, pid, index), pid, "CreateVp"
+            )
             self.expect(status, f"CreateVp({pid}, {index})")
         self.note("boot.vps_created", partition=pid)
         out = yield from api.set_registers(pid, 0, {R.Rip: spec.entry, R.Rsp: spec.stack})

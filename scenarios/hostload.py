@@ -21,9 +21,9 @@ def load_host_class(spec: str) -> type:
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise HostClassError(
-            f"--host {spec}: cannot import {module_name}: {type(exc).__name__}: {exc}"
-        ) from None
+        first_line = (str(exc).splitlines() or [""])[0]
+        message = f"--host {spec}: cannot import {module_name}: {type(exc).__name__}: {first_line}"
+        raise HostClassError(message) from None
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise HostClassError(f"--host {spec}: {module_name} has no class {class_name}")
