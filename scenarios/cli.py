@@ -6,12 +6,15 @@ Exit codes: 0 success; 1 the run failed (a checker violation, a host error, nond
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -128,6 +131,106 @@ def _compare_with_fresh_process(
         return False
     click.echo(f"determinism: OK, {len(a)} events identical in a fresh process")
     return True
+
+
+@cli.command("chaos")
+@click.argument("scenario", default=DEFAULT_SCENARIO)
+@click.option("--seeds", type=click.IntRange(1), default=100, show_default=True, help="How many seeds.")
+@click.option("--start", type=click.IntRange(0), default=0, show_default=True, help="First seed.")
+@click.option("--swarm", is_flag=True, help="A random fault plan per seed.")
+@click.option("--faults", "faults_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="One fault plan for every seed.")  # fmt: skip
+@click.option("--host", "host_spec", metavar="MODULE:CLASS", help="Host policy under test.")
+@click.option("--jobs", type=click.IntRange(1), default=os.cpu_count() or 1, show_default="all cores",
+              help="Worker processes.")  # fmt: skip
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Campaign folder (default: chaos/<scenario>).")  # fmt: skip
+@click.option("--time-limit", type=click.IntRange(1), default=120, show_default=True,
+              help="Wall seconds one seed may take.")  # fmt: skip
+@click.option("--check-determinism", is_flag=True, help="Rerun a sample of seeds and compare event logs.")
+def chaos(
+    scenario: str,
+    seeds: int,
+    start: int,
+    swarm: bool,
+    faults_path: Path | None,
+    host_spec: str | None,
+    jobs: int,
+    out_dir: Path | None,
+    time_limit: int,
+    check_determinism: bool,
+) -> None:
+    """Run SCENARIO for many seeds in parallel; resume with the same command after an interruption.
+
+    Exit status: 0 every seed passed; 3 a safety violation; 4 a liveness violation or host error;
+    5 nondeterminism; 6 a harness error (hvsim failed, or a seed exceeded --time-limit).
+    """
+    from hvsim.scenarios.chaos import EXIT_CODES, Campaign, SeedResult, run_campaign, run_seed, worst
+
+    try:
+        sc = load(scenario)
+        if faults_path is not None and swarm:
+            raise PlanError("--faults and --swarm are alternatives: give one")
+        faults = "swarm" if swarm else load_plan(faults_path).to_toml() if faults_path else "none"
+        if host_spec:
+            load_host_class(host_spec)
+    except (ScenarioError, PlanError, HostClassError) as exc:
+        raise click.UsageError(str(exc)) from None
+    campaign = Campaign(scenario, faults, host_spec, time_limit)
+    out = out_dir or Path("chaos") / Path(sc.name).stem
+    seed_range = range(start, start + seeds)
+    failures = [0]
+    began = time.perf_counter()
+
+    def show(r: SeedResult | None) -> str:
+        rate = bar.pos / max(time.perf_counter() - began, 1e-9) if r is not None else 0.0
+        return f"{failures[0]} failed, {rate:.1f} seeds/s"
+
+    try:
+        with click.progressbar(length=seeds, label="seeds", show_eta=True, item_show_func=show) as bar:
+
+            def on_result(r: SeedResult) -> None:
+                failures[0] += r.outcome != "pass"
+                bar.update(1, r)
+
+            bar.update(0)
+            results = run_campaign(campaign, seed_range, out, jobs=jobs, on_result=on_result)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    outcome = worst(results)
+    _chaos_table(results, out)
+    if check_determinism:
+        sample = results[:: max(1, len(results) // 10)][:10]
+        for r in sample:
+            again = run_seed(campaign, r.seed, None)
+            if again.digest != r.digest:
+                click.echo(f"determinism: FAILED for seed {r.seed} (event-log digests differ)", err=True)
+                outcome = "nondeterminism"
+                break
+        else:
+            click.echo(f"determinism: OK, {len(sample)} seeds rerun with identical event logs")
+    sys.exit(EXIT_CODES[outcome])
+
+
+def _chaos_table(results: list[Any], out: Path) -> None:
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    click.echo(f"{len(results)} seeds: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    failed = [r for r in results if r.outcome != "pass"]
+    if failed:
+        click.echo(f"{'seed':>8}  {'outcome':<14} {'checker':<20} message")
+        for r in failed[:20]:
+            click.echo(f"{r.seed:>8}  {r.outcome:<14} {r.checker or '-':<20} {(r.message or '')[:80]}")
+        if len(failed) > 20:
+            click.echo(f"... {len(failed) - 20} more in {out}/results.sqlite")
+        first = failed[0]
+        manifest = out / "failures" / f"seed-{first.seed}" / "manifest.json"
+        if manifest.exists():
+            click.echo("reproduce: " + json.loads(manifest.read_text())["repro"])
+    slowest = sorted(results, key=lambda r: -r.wall_s)[:3]
+    click.echo("slowest seeds: " + ", ".join(f"{r.seed} ({r.wall_s:.2f} s)" for r in slowest))
+    click.echo(f"results: {out}/results.sqlite")
 
 
 @cli.group("faults")

@@ -1,0 +1,205 @@
+"""Chaos campaigns: one simulation per seed, in parallel worker processes, results in SQLite.
+
+A campaign is (scenario, seeds, fault source, host). Results go to ``DIR/results.sqlite``; running
+the same command again resumes it: seeds already recorded are not run again, so an interrupted
+campaign (Ctrl-C, a killed process) finishes with the same results as an uninterrupted one. Each
+failing seed leaves an artifact folder with everything needed to reproduce it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from hvsim.faults import FaultPlan, parse_plan, swarm_plan
+from hvsim.scenarios.hostload import load_host_class
+from hvsim.scenarios.runner import run_scenario, write_outputs
+
+#: Outcome -> exit code (documented in the README); the worst outcome of a campaign decides.
+EXIT_CODES = {"pass": 0, "safety": 3, "liveness": 4, "host-error": 4, "nondeterminism": 5, "harness": 6}
+_SEVERITY = ["pass", "liveness", "host-error", "safety", "nondeterminism", "harness"]
+LIVENESS_CHECKERS = frozenset({"host-finishes", "vps-run", "all-reclaimed", "host-pages-returned"})
+
+
+@dataclass(frozen=True)
+class Campaign:
+    scenario: str
+    faults: str  # "none", "swarm", or a plan's TOML text
+    host: str | None = None
+    time_limit_s: int = 120
+
+    def plan_for(self, seed: int) -> FaultPlan:
+        if self.faults == "none":
+            return FaultPlan()
+        if self.faults == "swarm":
+            return swarm_plan(random.Random(f"swarm:{seed}"), name=f"swarm-{seed}")
+        return parse_plan(self.faults, "plan")
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    outcome: str
+    checker: str | None
+    message: str | None
+    events: int
+    sim_ns: int
+    wall_s: float
+    digest: str
+    fired: str
+
+
+class _SeedTimeout(BaseException):
+    """A BaseException, so the runner's handling of host failures cannot mistake it for one."""
+
+
+def _on_alarm(_signum: int, _frame: object) -> None:
+    raise _SeedTimeout
+
+
+def run_seed(campaign: Campaign, seed: int, artifact_root: str | None) -> SeedResult:
+    """One seed, in a worker process (top-level so it pickles). Never raises."""
+    start = time.perf_counter()
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(campaign.time_limit_s)
+    try:
+        plan = campaign.plan_for(seed)
+        host_class = load_host_class(campaign.host) if campaign.host else None
+        result = run_scenario(campaign.scenario, seed, plan=plan, host_class=host_class)
+    except _SeedTimeout:
+        return SeedResult(
+            seed, "harness", None, f"seed exceeded {campaign.time_limit_s} s", 0, 0, 0.0, "", ""
+        )
+    except Exception as exc:  # hvsim itself failed: a harness error, reported, never swallowed
+        return SeedResult(seed, "harness", None, f"{type(exc).__name__}: {exc}", 0, 0, 0.0, "", "")
+    finally:
+        signal.alarm(0)
+    lines = result.sim.log.lines
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    if result.ok:
+        outcome, checker, message = "pass", None, None
+    elif result.error is not None:
+        outcome, checker, message = "host-error", None, result.error
+    else:
+        first = result.violations[0]
+        outcome = "liveness" if first.checker in LIVENESS_CHECKERS else "safety"
+        checker, message = first.checker, first.message
+    fired = json.dumps((result.summary.get("faults") or {}).get("fired", {}), sort_keys=True)
+    if outcome != "pass" and artifact_root is not None:
+        _write_artifact(Path(artifact_root) / f"seed-{seed}", campaign, seed, plan, result)
+    return SeedResult(
+        seed,
+        outcome,
+        checker,
+        message,
+        len(lines),
+        result.sim.now_ns,
+        time.perf_counter() - start,
+        digest,
+        fired,
+    )
+
+
+def repro_command(campaign: Campaign, seed: int, plan_path: Path | None) -> str:
+    parts = ["hvsim", "run", campaign.scenario, "--seed", str(seed)]
+    if plan_path is not None:
+        parts += ["--faults", str(plan_path)]
+    if campaign.host:
+        parts += ["--host", campaign.host]
+    return " ".join(parts)
+
+
+def _write_artifact(folder: Path, campaign: Campaign, seed: int, plan: FaultPlan, result: Any) -> None:
+    write_outputs(result, folder)
+    plan_path = None
+    if plan.faults:
+        plan_path = folder / "plan.toml"
+        plan_path.write_text(plan.to_toml())
+    (folder / "events-tail.jsonl").write_text("\n".join(result.sim.log.lines[-200:]) + "\n")
+    manifest = {"campaign": asdict(campaign), "seed": seed, "repro": repro_command(campaign, seed, plan_path)}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+class ResultStore:
+    """``DIR/results.sqlite``: one row per seed; the campaign's identity in ``meta``."""
+
+    def __init__(self, path: Path, campaign: Campaign) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path)
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS seeds (seed INTEGER PRIMARY KEY, outcome TEXT, checker TEXT,"
+            " message TEXT, events INTEGER, sim_ns INTEGER, wall_s REAL, digest TEXT, fired TEXT)"
+        )
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'campaign'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES ('campaign', ?)", (campaign.key(),))
+            self.db.commit()
+        elif row[0] != campaign.key():
+            raise ValueError(f"{path} holds a different campaign; use another --out folder")
+
+    def done(self) -> set[int]:
+        return {seed for (seed,) in self.db.execute("SELECT seed FROM seeds")}
+
+    def add(self, r: SeedResult) -> None:
+        self.db.execute("INSERT OR REPLACE INTO seeds VALUES (?,?,?,?,?,?,?,?,?)", tuple(asdict(r).values()))
+        self.db.commit()
+
+    def results(self, seeds: range) -> list[SeedResult]:
+        rows = self.db.execute(
+            "SELECT * FROM seeds WHERE seed >= ? AND seed < ? ORDER BY seed", (seeds.start, seeds.stop)
+        )
+        return [SeedResult(*row) for row in rows]
+
+
+def run_campaign(
+    campaign: Campaign,
+    seeds: range,
+    out_dir: Path,
+    *,
+    jobs: int,
+    on_result: Callable[[SeedResult], None] = lambda _r: None,
+) -> list[SeedResult]:
+    """Run every seed of *seeds* not yet in *out_dir*'s store, *jobs* at a time; return all rows."""
+    store = ResultStore(out_dir / "results.sqlite", campaign)
+    todo = [s for s in seeds if s not in store.done()]
+    artifacts = str(out_dir / "failures")
+    if jobs <= 1:
+        for seed in todo:
+            r = run_seed(campaign, seed, artifacts)
+            store.add(r)
+            on_result(r)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            pending: set[Future[SeedResult]] = set()
+            queue: Iterator[int] = iter(todo)
+            for seed in queue:
+                pending.add(pool.submit(run_seed, campaign, seed, artifacts))
+                if len(pending) >= 2 * jobs:
+                    break
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    r = fut.result()
+                    store.add(r)
+                    on_result(r)
+                    nxt = next(queue, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(run_seed, campaign, nxt, artifacts))
+    return store.results(seeds)
+
+
+def worst(results: list[SeedResult]) -> str:
+    return max((r.outcome for r in results), key=_SEVERITY.index, default="pass")

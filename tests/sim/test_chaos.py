@@ -1,0 +1,111 @@
+"""hvsim chaos: parallel campaigns, resume after interruption, artifacts that replay, exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hvsim.scenarios.chaos import Campaign, SeedResult, run_campaign
+
+HVSIM = [sys.executable, "-m", "hvsim.scenarios.cli"]
+BUGGY = '''
+from hvsim.actors.hvdef import HvStatus as S
+from hvsim.scenarios.host import ReferenceHost
+
+class TrustsFirstNoResources(ReferenceHost):
+    """Deletes after the first NO_RESOURCES without checking GetMemoryBalance."""
+    def drain(self, partition_id):
+        total = 0
+        while True:
+            status, pages = yield from self.api.withdraw(partition_id)
+            self.sim.free_host_pages(pages)
+            total += len(pages)
+            if status is not S.SUCCESS:
+                return total
+'''
+PLAN = """[[fault]]
+kind = "hypercall.transient"
+calls = ["WithdrawMemory"]
+status = "NO_RESOURCES"
+probability = 0.5
+"""
+
+
+def hvsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HVSIM, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def rows(db: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute("SELECT seed, outcome, digest FROM seeds ORDER BY seed"))
+
+
+def test_campaign_passes_and_records_every_seed(tmp_path: Path) -> None:
+    res = hvsim(
+        "chaos", "--seeds", "6", "--swarm", "--jobs", "2", "--out", "c", "--check-determinism", cwd=tmp_path
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "6 seeds: 6 pass" in res.stdout and "determinism: OK" in res.stdout
+    assert [r[:2] for r in rows(tmp_path / "c" / "results.sqlite")] == [(s, "pass") for s in range(6)]
+
+
+def test_interrupted_campaign_resumes_without_losing_or_repeating_a_seed(tmp_path: Path) -> None:
+    campaign = Campaign("churn", "swarm")
+    seen: list[int] = []
+
+    def interrupt_after_three(r: SeedResult) -> None:
+        seen.append(r.seed)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_campaign(campaign, range(8), tmp_path / "a", jobs=1, on_result=interrupt_after_three)
+    assert [r[0] for r in rows(tmp_path / "a" / "results.sqlite")] == [0, 1, 2]
+    resumed: list[int] = []
+    run_campaign(campaign, range(8), tmp_path / "a", jobs=2, on_result=lambda r: resumed.append(r.seed))
+    assert sorted(resumed) == [3, 4, 5, 6, 7]  # none lost, none run twice
+    run_campaign(campaign, range(8), tmp_path / "b", jobs=2)
+    assert rows(tmp_path / "a" / "results.sqlite") == rows(tmp_path / "b" / "results.sqlite")
+
+
+def test_a_failing_seed_leaves_an_artifact_that_replays_exactly(tmp_path: Path) -> None:
+    (tmp_path / "buggy.py").write_text(BUGGY)
+    (tmp_path / "plan.toml").write_text(PLAN)
+    args = ["chaos", "churn", "--seeds", "3", "--faults", "plan.toml", "--jobs", "2", "--out", "c"]
+    res = hvsim(*args, "--host", "buggy:TrustsFirstNoResources", cwd=tmp_path)
+    assert res.returncode == 4, res.stdout + res.stderr  # a host error
+    assert "host-error" in res.stdout and "reproduce: hvsim run churn --seed" in res.stdout
+    failed = [r for r in rows(tmp_path / "c" / "results.sqlite") if r[1] != "pass"]
+    seed, _, digest = failed[0]
+    folder = tmp_path / "c" / "failures" / f"seed-{seed}"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    again = hvsim(*manifest["repro"].split()[1:], "--out", "replay", cwd=tmp_path)
+    assert again.returncode == 1
+
+    replayed = (tmp_path / "replay" / "events.jsonl").read_text().rstrip("\n")
+    assert hashlib.sha256(replayed.encode()).hexdigest() == digest
+
+
+def test_a_different_campaign_in_the_same_folder_is_refused(tmp_path: Path) -> None:
+    assert hvsim("chaos", "--seeds", "1", "--jobs", "1", "--out", "c", cwd=tmp_path).returncode == 0
+    res = hvsim("chaos", "--seeds", "1", "--jobs", "1", "--swarm", "--out", "c", cwd=tmp_path)
+    assert (
+        res.returncode == 2 and res.stderr.startswith("hvsim: error:") and "different campaign" in res.stderr
+    )
+
+
+def test_a_seed_over_the_time_limit_is_a_harness_error(tmp_path: Path) -> None:
+    (tmp_path / "forever.py").write_text(
+        "def scenario(sim):\n    while True:\n        yield sim.env.timeout(1)\n"
+    )
+    res = hvsim(
+        "chaos", "forever.py", "--seeds", "1", "--jobs", "1", "--time-limit", "1", "--out", "c", cwd=tmp_path
+    )
+    assert res.returncode == 6, res.stdout + res.stderr
+    assert "harness" in res.stdout and "exceeded 1 s" in res.stdout
