@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from hvsim.faults import FAULT_KINDS, FaultPlan, PlanError, load_plan, swarm_plan
+from hvsim.reports.cli import report_command, trace_command
 from hvsim.reports.text import render_summary
 from hvsim.scenarios.hostload import HostClassError, load_host_class
 from hvsim.scenarios.library import DEFAULT_SCENARIO, SCENARIOS, ScenarioError, load
@@ -57,6 +58,7 @@ def list_scenarios() -> None:
 @click.option("--swarm", is_flag=True, help="Draw a random fault plan from the seed (swarm testing).")
 @click.option("--host", "host_spec", metavar="MODULE:CLASS",
               help="Host policy to test instead of the reference host.")  # fmt: skip
+@click.option("--no-report", is_flag=True, help="Do not write OUT/report.html (and its JSON/CSV).")
 def run(
     scenario: str,
     seed: int,
@@ -66,6 +68,7 @@ def run(
     faults_path: Path | None,
     swarm: bool,
     host_spec: str | None,
+    no_report: bool,
 ) -> None:
     """Run SCENARIO (a built-in name or a path to a scenario script) for one seed.
 
@@ -89,6 +92,11 @@ def run(
     if host_spec:
         extra += ["--host", host_spec]
     click.echo(render_summary(result.summary, str(out)))
+    if not no_report:
+        from hvsim.reports.report import write_report  # matplotlib loads only when a report is wanted
+
+        write_report(out)
+        click.echo(f"  report: {out}/report.html (trace for Perfetto: hvsim trace {out})")
     failed = not result.ok
     if failed:
         click.echo(f"reproduce: hvsim run {scenario} --seed {seed} {' '.join(extra)}".rstrip(), err=True)
@@ -114,7 +122,7 @@ def _compare_with_fresh_process(
     with tempfile.TemporaryDirectory(prefix="hvsim-det-") as tmp:
         env = dict(os.environ, PYTHONHASHSEED=str(int.from_bytes(os.urandom(2), "little")))
         cmd = [sys.executable, "-m", "hvsim.scenarios.cli", "run", scenario, "--seed", str(seed),
-               "--out", tmp, "--check-every-ns", str(check_every_ns), *extra]  # fmt: skip
+               "--out", tmp, "--check-every-ns", str(check_every_ns), "--no-report", *extra]  # fmt: skip
         subprocess.run(cmd, env=env, capture_output=True, check=False)
         second = Path(tmp) / "events.jsonl"
         if not second.exists():
@@ -273,6 +281,10 @@ def bench(out_file: Path, calls: int, repeat: int) -> None:
     report = run_benchmarks(calls=calls, repeat=repeat, echo=click.echo)
     out_file.write_text(report.to_json())
     click.echo(f"wrote {out_file}")
+
+
+cli.add_command(report_command)
+cli.add_command(trace_command)
 
 
 def main(argv: list[str] | None = None) -> None:
