@@ -201,5 +201,35 @@ def run_campaign(
     return store.results(seeds)
 
 
+@dataclass
+class Replay:
+    identical: bool
+    events: int
+    #: (index, recorded line, replayed line) of the first difference, if any.
+    first_difference: tuple[int, str, str] | None
+    ok: bool
+
+
+def replay_artifact(folder: Path) -> Replay:
+    """Rerun a failure artifact's seed, plan and host; compare with its recorded event log."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    campaign = Campaign(**manifest["campaign"])
+    plan_file = folder / "plan.toml"
+    plan = parse_plan(plan_file.read_text(), str(plan_file)) if plan_file.exists() else FaultPlan()
+    host_class = load_host_class(campaign.host) if campaign.host else None
+    result = run_scenario(campaign.scenario, manifest["seed"], plan=plan, host_class=host_class)
+    recorded = (folder / "events.jsonl").read_text().splitlines()
+    replayed = result.sim.log.lines
+    diff = next(((i, a, b) for i, (a, b) in enumerate(zip(recorded, replayed, strict=False)) if a != b), None)
+    if diff is None and len(recorded) != len(replayed):
+        n = min(len(recorded), len(replayed))
+        diff = (
+            n,
+            recorded[n] if n < len(recorded) else "<end>",
+            replayed[n] if n < len(replayed) else "<end>",
+        )
+    return Replay(diff is None, len(replayed), diff, result.ok)
+
+
 def worst(results: list[SeedResult]) -> str:
     return max((r.outcome for r in results), key=_SEVERITY.index, default="pass")

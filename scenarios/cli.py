@@ -241,6 +241,32 @@ def _chaos_table(results: list[Any], out: Path) -> None:
     click.echo(f"results: {out}/results.sqlite")
 
 
+@cli.command("replay")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
+def replay(artifact: Path) -> None:
+    """Rerun a chaos failure artifact (DIR/failures/seed-N) and check it reproduces exactly.
+
+    Exit status: 0 identical event log; 5 it differs (nondeterminism).
+    """
+    from hvsim.scenarios.chaos import EXIT_CODES, replay_artifact
+
+    if not (artifact / "manifest.json").is_file():
+        raise click.UsageError(f"{artifact} is not a failure artifact (no manifest.json)")
+    try:
+        outcome = replay_artifact(artifact)
+    except (ScenarioError, PlanError, HostClassError) as exc:
+        raise click.UsageError(str(exc)) from None
+    verdict = "passed" if outcome.ok else "failed again"
+    if outcome.identical:
+        click.echo(f"replay: identical, {outcome.events} events; the run {verdict}")
+        return
+    index, recorded, replayed = outcome.first_difference or (0, "", "")
+    click.echo(
+        f"replay: DIFFERENT at event {index}:\n  recorded: {recorded}\n  replayed: {replayed}", err=True
+    )
+    sys.exit(EXIT_CODES["nondeterminism"])
+
+
 @cli.group("faults")
 def faults_group() -> None:
     """Fault kinds and plans."""

@@ -109,3 +109,21 @@ def test_a_seed_over_the_time_limit_is_a_harness_error(tmp_path: Path) -> None:
     )
     assert res.returncode == 6, res.stdout + res.stderr
     assert "harness" in res.stdout and "exceeded 1 s" in res.stdout
+
+
+def test_replay_reproduces_an_artifact_and_detects_a_changed_log(tmp_path: Path) -> None:
+    (tmp_path / "buggy.py").write_text(BUGGY)
+    (tmp_path / "plan.toml").write_text(PLAN)
+    args = ["chaos", "churn", "--seeds", "2", "--faults", "plan.toml", "--jobs", "1", "--out", "c"]
+    assert hvsim(*args, "--host", "buggy:TrustsFirstNoResources", cwd=tmp_path).returncode == 4
+    folder = next((tmp_path / "c" / "failures").iterdir())
+    same = hvsim("replay", str(folder), cwd=tmp_path)
+    assert same.returncode == 0 and "replay: identical" in same.stdout and "failed again" in same.stdout
+    log = folder / "events.jsonl"
+    lines = log.read_text().splitlines()
+    lines[3] = lines[3].replace('"seq":3', '"seq":3,"tampered":true')
+    log.write_text("\n".join(lines) + "\n")
+    changed = hvsim("replay", str(folder), cwd=tmp_path)
+    assert changed.returncode == 5 and "DIFFERENT at event 3" in changed.stderr
+    missing = hvsim("replay", str(tmp_path), cwd=tmp_path)
+    assert missing.returncode == 2 and "not a failure artifact" in missing.stderr
