@@ -37,6 +37,7 @@ from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResu
 from hvsim.actors.partitions import PartitionCalls
 from hvsim.actors.pools import PoolCalls
 from hvsim.actors.properties import PropertyCalls
+from hvsim.actors.seams import CallFault
 from hvsim.actors.state import Effects
 from hvsim.actors.trace import EventLog
 from hvsim.actors.vpstate import VpCalls
@@ -113,6 +114,16 @@ class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
             return self.config.host_pages * HV_PAGE_SIZE
         return 1 << 46
 
+    def _extra_fields(self, code: int, control: int, fault: CallFault | None) -> dict[str, object]:
+        """Optional record fields: ``of`` (rep count, so continuations show) and the fault."""
+        extra: dict[str, object] = {}
+        row = self.table.get(code)
+        if row is not None and row.shape.rep:
+            extra["of"] = (control >> 32) & 0xFFF
+        if fault is not None:
+            extra["fault"] = fault.fault
+        return extra
+
     def hypercall(self, req: HypercallRequest) -> HypercallResult:
         caller = self.partitions.get(req.caller)
         if caller is None or req.vp not in caller.vps:
@@ -140,6 +151,6 @@ class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
                 status=res.status.name,
                 reps=res.reps_completed,
                 cost_ns=res.cost_ns,
-                **({"fault": fault.fault} if fault is not None else {}),
+                **self._extra_fields(code, req.control, fault),
             )
         return res

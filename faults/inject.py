@@ -38,6 +38,8 @@ from hvsim.faults.plan import (
 )
 
 DRAIN_KEY = "fault:drain"
+#: How often a VP fault looks for target VPs that appeared since (simulated ns).
+VP_FAULT_POLL_NS = 100_000
 CALL_FAULTS = (HypercallPartial, HypercallLatency, HypercallTransient)
 POOL_FAULTS = (PoolCap, PoolFailNth, PoolFailProbability, PoolRefuseLarge)
 
@@ -202,21 +204,29 @@ class FaultInjector:
     def _vp_fault(
         self, index: int, f: VpPause | VpCrash | VpSlow, vps: VpControl
     ) -> Generator[simpy.Event, Any, None]:
+        """Act once on each target partition's VP, as soon as it exists within the fault's window
+        (a fault starting before the guests boot still reaches them)."""
         yield self.env.timeout(f.start_ns)
-        if not self.active(index):
-            return
-        for p in list(self.hv.partitions.values()):
-            if not self._targets(f.target, p.id):
-                continue
-            if isinstance(f, VpPause) and vps.pause(p.id, f.vp, f.duration_ns):
-                self._paused.append((p.id, f.vp))
-                self.fire(index, partition=p.id, vp=f.vp, duration_ns=f.duration_ns)
-            elif isinstance(f, VpCrash) and vps.crash(p.id, f.vp):
-                self.fire(index, partition=p.id, vp=f.vp)
-            elif isinstance(f, VpSlow):
-                vps.slow(p.id, f.factor)
-                self._slowed.append(p.id)
-                self.fire(index, partition=p.id, factor=f.factor)
+        done: set[int] = set()
+        while self.active(index):
+            for p in list(self.hv.partitions.values()):
+                if p.id in done or not self._targets(f.target, p.id) or p.state is not PartitionState.ACTIVE:
+                    continue
+                if isinstance(f, VpSlow):
+                    if not p.vps:
+                        continue
+                    vps.slow(p.id, f.factor)
+                    self._slowed.append(p.id)
+                    self.fire(index, partition=p.id, factor=f.factor)
+                elif f.vp not in p.vps or not p.vps[f.vp].runnable:
+                    continue
+                elif isinstance(f, VpPause) and vps.pause(p.id, f.vp, f.duration_ns):
+                    self._paused.append((p.id, f.vp))
+                    self.fire(index, partition=p.id, vp=f.vp, duration_ns=f.duration_ns)
+                elif isinstance(f, VpCrash) and vps.crash(p.id, f.vp):
+                    self.fire(index, partition=p.id, vp=f.vp)
+                done.add(p.id)
+            yield self.env.timeout(VP_FAULT_POLL_NS)
 
     def _heal_at(self, at_ns: int, vps: VpControl) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(max(0, at_ns - int(self.env.now)))

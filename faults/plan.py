@@ -167,7 +167,8 @@ class HostCrash(_Fault):
 
 
 class VpPause(_Fault):
-    """Stop VP *vp* of target partitions from executing for *duration_ns* (the host is not told)."""
+    """Stop VP *vp* of target partitions from executing for *duration_ns* (the host is not told).
+    Like every VP fault, it acts once per partition, as soon as that VP runs within the window."""
 
     kind: Literal["vp.pause"]
     target: Target = "child"

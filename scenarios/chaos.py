@@ -29,6 +29,43 @@ EXIT_CODES = {"pass": 0, "safety": 3, "liveness": 4, "host-error": 4, "nondeterm
 _SEVERITY = ["pass", "liveness", "host-error", "safety", "nondeterminism", "harness"]
 LIVENESS_CHECKERS = frozenset({"host-finishes", "vps-run", "all-reclaimed", "host-pages-returned"})
 
+#: "Sometimes" properties: things a good campaign makes happen at least once. A campaign in which
+#: one never happens is not exercising what it claims to (flagged in the summary, not a failure).
+SOMETIMES = {
+    "insufficient-memory-retried": "a call answered INSUFFICIENT_MEMORY and the host went on",
+    "continuation": "a rep call returned SUCCESS with fewer reps than asked",
+    "withdraw-to-the-end": "WithdrawMemory answered NO_RESOURCES",
+    "ap-started": "a guest started an AP with StartVirtualProcessor",
+    "host-crash-recovered": "a restarted host finished the job of a crashed one",
+    "vp-crashed": "a guest crashed and reported it in its crash registers",
+}
+
+
+def coverage_of(result: Any) -> dict[str, list[str]]:
+    """What one run reached: hypercall x status pairs, partition states, "sometimes" properties."""
+    calls = sorted(
+        f"{call}:{status}" for call, by in result.summary["hypercalls"]["by_call"].items() for status in by
+    )
+    states: set[str] = set()
+    hit: set[str] = set()
+    for rec in result.sim.log.records():
+        event = rec["event"]
+        if event == "partition.state":
+            states.add(str(rec["new"] or "DELETED"))
+        elif event == "host.restarted" and result.ok:
+            hit.add("host-crash-recovered")
+        elif event == "fault" and rec.get("kind") == "vp.crash":
+            hit.add("vp-crashed")
+        elif event == "hypercall" and rec["status"] == "SUCCESS" and rec["reps"] < rec.get("of", 0):
+            hit.add("continuation")
+    if any(c.endswith(":INSUFFICIENT_MEMORY") for c in calls):
+        hit.add("insufficient-memory-retried")
+    if "WithdrawMemory:NO_RESOURCES" in calls:
+        hit.add("withdraw-to-the-end")
+    if "StartVirtualProcessor:SUCCESS" in calls:
+        hit.add("ap-started")
+    return {"calls": calls, "states": sorted(states), "sometimes": sorted(hit)}
+
 
 @dataclass(frozen=True)
 class Campaign:
@@ -59,6 +96,7 @@ class SeedResult:
     wall_s: float
     digest: str
     fired: str
+    coverage: str = "{}"
 
 
 class _SeedTimeout(BaseException):
@@ -97,6 +135,7 @@ def run_seed(campaign: Campaign, seed: int, artifact_root: str | None) -> SeedRe
         outcome = "liveness" if first.checker in LIVENESS_CHECKERS else "safety"
         checker, message = first.checker, first.message
     fired = json.dumps((result.summary.get("faults") or {}).get("fired", {}), sort_keys=True)
+    coverage = json.dumps(coverage_of(result), sort_keys=True)
     if outcome != "pass" and artifact_root is not None:
         _write_artifact(Path(artifact_root) / f"seed-{seed}", campaign, seed, plan, result)
     return SeedResult(
@@ -109,6 +148,7 @@ def run_seed(campaign: Campaign, seed: int, artifact_root: str | None) -> SeedRe
         time.perf_counter() - start,
         digest,
         fired,
+        coverage,
     )
 
 
@@ -141,7 +181,8 @@ class ResultStore:
         self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS seeds (seed INTEGER PRIMARY KEY, outcome TEXT, checker TEXT,"
-            " message TEXT, events INTEGER, sim_ns INTEGER, wall_s REAL, digest TEXT, fired TEXT)"
+            " message TEXT, events INTEGER, sim_ns INTEGER, wall_s REAL, digest TEXT, fired TEXT,"
+            " coverage TEXT)"
         )
         row = self.db.execute("SELECT value FROM meta WHERE key = 'campaign'").fetchone()
         if row is None:
@@ -154,7 +195,9 @@ class ResultStore:
         return {seed for (seed,) in self.db.execute("SELECT seed FROM seeds")}
 
     def add(self, r: SeedResult) -> None:
-        self.db.execute("INSERT OR REPLACE INTO seeds VALUES (?,?,?,?,?,?,?,?,?)", tuple(asdict(r).values()))
+        self.db.execute(
+            "INSERT OR REPLACE INTO seeds VALUES (?,?,?,?,?,?,?,?,?,?)", tuple(asdict(r).values())
+        )
         self.db.commit()
 
     def results(self, seeds: range) -> list[SeedResult]:
@@ -229,6 +272,28 @@ def replay_artifact(folder: Path) -> Replay:
             replayed[n] if n < len(replayed) else "<end>",
         )
     return Replay(diff is None, len(replayed), diff, result.ok)
+
+
+def campaign_coverage(results: list[SeedResult]) -> dict[str, Any]:
+    """Coverage over a campaign: fault kinds fired (seeds each), call x status pairs, states reached,
+    and the "sometimes" properties that never happened."""
+    kinds: dict[str, int] = {}
+    calls: set[str] = set()
+    states: set[str] = set()
+    hit: set[str] = set()
+    for r in results:
+        for kind in json.loads(r.fired or "{}"):
+            kinds[kind] = kinds.get(kind, 0) + 1
+        cov = json.loads(r.coverage or "{}")
+        calls.update(cov.get("calls", []))
+        states.update(cov.get("states", []))
+        hit.update(cov.get("sometimes", []))
+    return {
+        "fault_kinds_fired": dict(sorted(kinds.items())),
+        "call_status_pairs": sorted(calls),
+        "partition_states": sorted(states),
+        "sometimes_never_hit": sorted(set(SOMETIMES) - hit),
+    }
 
 
 def worst(results: list[SeedResult]) -> str:

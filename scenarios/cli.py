@@ -236,6 +236,17 @@ def _chaos_table(results: list[Any], out: Path) -> None:
         manifest = out / "failures" / f"seed-{first.seed}" / "manifest.json"
         if manifest.exists():
             click.echo("reproduce: " + json.loads(manifest.read_text())["repro"])
+    from hvsim.scenarios.chaos import SOMETIMES, campaign_coverage
+
+    cov = campaign_coverage(results)
+    fired = ", ".join(f"{k} ({n} seeds)" for k, n in cov["fault_kinds_fired"].items()) or "none"
+    click.echo(f"coverage: faults fired: {fired}")
+    click.echo(
+        f"coverage: {len(cov['call_status_pairs'])} hypercall x status pairs; "
+        f"partition states reached: {', '.join(cov['partition_states'])}"
+    )
+    for name in cov["sometimes_never_hit"]:
+        click.echo(f"coverage: never happened: {name} ({SOMETIMES[name]})")
     slowest = sorted(results, key=lambda r: -r.wall_s)[:3]
     click.echo("slowest seeds: " + ", ".join(f"{r.seed} ({r.wall_s:.2f} s)" for r in slowest))
     click.echo(f"results: {out}/results.sqlite")

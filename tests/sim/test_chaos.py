@@ -127,3 +127,23 @@ def test_replay_reproduces_an_artifact_and_detects_a_changed_log(tmp_path: Path)
     assert changed.returncode == 5 and "DIFFERENT at event 3" in changed.stderr
     missing = hvsim("replay", str(tmp_path), cwd=tmp_path)
     assert missing.returncode == 2 and "not a failure artifact" in missing.stderr
+
+
+def test_campaign_coverage_counts_what_was_reached_and_flags_what_never_happened(tmp_path: Path) -> None:
+    from hvsim.scenarios.chaos import SOMETIMES, campaign_coverage
+
+    plain = campaign_coverage(run_campaign(Campaign("lifecycle", "none"), range(2), tmp_path / "a", jobs=1))
+    assert plain["fault_kinds_fired"] == {}
+    assert {"CREATED", "ACTIVE", "FINALIZED", "DELETED"} <= set(plain["partition_states"])
+    assert "CreatePartition:INSUFFICIENT_MEMORY" in plain["call_status_pairs"]
+    # The TLFS time budget splits big withdrawals even without faults: continuations happen.
+    assert "continuation" not in plain["sometimes_never_hit"]
+    assert {"host-crash-recovered", "vp-crashed"} <= set(plain["sometimes_never_hit"])
+    crash = tmp_path / "crash.toml"
+    crash.write_text(
+        '[[fault]]\nkind = "host.crash"\nstep = "teardown.finalized"\n\n[[fault]]\nkind = "vp.crash"\n'
+    )
+    faulty = Campaign("lifecycle", crash.read_text())
+    cov = campaign_coverage(run_campaign(faulty, range(2), tmp_path / "b", jobs=1))
+    assert cov["fault_kinds_fired"] == {"host.crash": 2, "vp.crash": 2}
+    assert set(cov["sometimes_never_hit"]) <= set(SOMETIMES) - {"host-crash-recovered", "vp-crashed"}
