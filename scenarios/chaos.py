@@ -296,5 +296,32 @@ def campaign_coverage(results: list[SeedResult]) -> dict[str, Any]:
     }
 
 
+def promote(artifact: Path, corpus: Path, name: str | None = None) -> Path:
+    """Store a failure artifact's case (scenario, seed, plan, host) in a regression corpus folder.
+
+    The test suite replays every case there and expects it to pass: once the bug is fixed it stays
+    fixed. Only the inputs are kept (a few hundred bytes), not the event log.
+    """
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    campaign = manifest["campaign"]
+    case_name = name or f"{Path(campaign['scenario']).stem}-seed-{manifest['seed']}"
+    folder = corpus / case_name
+    folder.mkdir(parents=True, exist_ok=False)
+    case = {"scenario": campaign["scenario"], "seed": manifest["seed"], "host": campaign["host"]}
+    (folder / "case.json").write_text(json.dumps(case, indent=2, sort_keys=True) + "\n")
+    if (artifact / "plan.toml").exists():
+        (folder / "plan.toml").write_text((artifact / "plan.toml").read_text())
+    return folder
+
+
+def run_corpus_case(folder: Path) -> Any:
+    """Run one regression-corpus case; the caller asserts ``result.ok``."""
+    case = json.loads((folder / "case.json").read_text())
+    plan_file = folder / "plan.toml"
+    plan = parse_plan(plan_file.read_text(), str(plan_file)) if plan_file.exists() else FaultPlan()
+    host_class = load_host_class(case["host"]) if case.get("host") else None
+    return run_scenario(case["scenario"], case["seed"], plan=plan, host_class=host_class)
+
+
 def worst(results: list[SeedResult]) -> str:
     return max((r.outcome for r in results), key=_SEVERITY.index, default="pass")

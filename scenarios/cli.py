@@ -278,6 +278,24 @@ def replay(artifact: Path) -> None:
     sys.exit(EXIT_CODES["nondeterminism"])
 
 
+@cli.command("promote")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--corpus", type=click.Path(file_okay=False, path_type=Path), default=Path("tests/corpus"),
+              show_default=True, help="Regression corpus folder the test suite replays.")  # fmt: skip
+@click.option("--name", help="Case name (default: <scenario>-seed-<seed>).")
+def promote_command(artifact: Path, corpus: Path, name: str | None) -> None:
+    """Keep a chaos failure as a regression case: the test suite replays it and expects a pass."""
+    from hvsim.scenarios.chaos import promote
+
+    if not (artifact / "manifest.json").is_file():
+        raise click.UsageError(f"{artifact} is not a failure artifact (no manifest.json)")
+    try:
+        folder = promote(artifact, corpus, name)
+    except FileExistsError:
+        raise click.UsageError(f"{corpus}/{name or 'that case'} exists already; choose --name") from None
+    click.echo(f"promoted to {folder} (tests/test_corpus.py replays it)")
+
+
 @cli.group("faults")
 def faults_group() -> None:
     """Fault kinds and plans."""

@@ -147,3 +147,27 @@ def test_campaign_coverage_counts_what_was_reached_and_flags_what_never_happened
     cov = campaign_coverage(run_campaign(faulty, range(2), tmp_path / "b", jobs=1))
     assert cov["fault_kinds_fired"] == {"host.crash": 2, "vp.crash": 2}
     assert set(cov["sometimes_never_hit"]) <= set(SOMETIMES) - {"host-crash-recovered", "vp-crashed"}
+
+
+def test_promote_stores_a_case_the_corpus_runner_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hvsim.scenarios.chaos import run_corpus_case
+
+    (tmp_path / "buggy.py").write_text(BUGGY)
+    (tmp_path / "plan.toml").write_text(PLAN)
+    args = ["chaos", "churn", "--seeds", "2", "--faults", "plan.toml", "--jobs", "1", "--out", "c"]
+    assert hvsim(*args, "--host", "buggy:TrustsFirstNoResources", cwd=tmp_path).returncode == 4
+    artifact = next((tmp_path / "c" / "failures").iterdir())
+    res = hvsim("promote", str(artifact), "--corpus", "corpus", cwd=tmp_path)
+    assert res.returncode == 0 and "promoted to" in res.stdout
+    (case,) = (tmp_path / "corpus").iterdir()
+    assert json.loads((case / "case.json").read_text())["host"] == "buggy:TrustsFirstNoResources"
+    again = hvsim("promote", str(artifact), "--corpus", "corpus", cwd=tmp_path)
+    assert again.returncode == 2 and "exists already" in again.stderr
+    # The bug is still there, so the case fails; with the fixed (reference) host it passes.
+    monkeypatch.chdir(tmp_path)
+    assert not run_corpus_case(case).ok
+    data = json.loads((case / "case.json").read_text())
+    (case / "case.json").write_text(json.dumps({**data, "host": None}))
+    assert run_corpus_case(case).ok
