@@ -296,6 +296,30 @@ def promote_command(artifact: Path, corpus: Path, name: str | None) -> None:
     click.echo(f"promoted to {folder} (tests/test_corpus.py replays it)")
 
 
+@cli.command("shrink")
+@click.argument("artifact", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write the minimal artifact (default: ARTIFACT-min).")  # fmt: skip
+def shrink_command(artifact: Path, out_dir: Path | None) -> None:
+    """Shrink a failure artifact's fault plan to the fewest faults that still fail the same way."""
+    from hvsim.scenarios.shrink import shrink_artifact
+
+    if not (artifact / "manifest.json").is_file():
+        raise click.UsageError(f"{artifact} is not a failure artifact (no manifest.json)")
+    out = out_dir or artifact.with_name(artifact.name + "-min")
+    try:
+        s = shrink_artifact(artifact, out)
+    except (ValueError, ScenarioError, PlanError, HostClassError) as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(
+        f"shrunk: {s.signature}; faults {s.faults_before} -> {s.faults_after}, events {s.events_before} -> "
+        f"{s.events_after}, {s.runs} runs in {s.seconds:.1f} s"
+    )
+    click.echo(
+        f"wrote {s.folder}; reproduce: {json.loads((s.folder / 'manifest.json').read_text())['repro']}"
+    )
+
+
 @cli.group("faults")
 def faults_group() -> None:
     """Fault kinds and plans."""

@@ -171,3 +171,31 @@ def test_promote_stores_a_case_the_corpus_runner_replays(
     data = json.loads((case / "case.json").read_text())
     (case / "case.json").write_text(json.dumps({**data, "host": None}))
     assert run_corpus_case(case).ok
+
+
+def test_shrink_finds_the_one_fault_that_matters_and_the_result_replays(tmp_path: Path) -> None:
+    (tmp_path / "buggy.py").write_text(BUGGY)
+    noise = """
+[[fault]]
+kind = "hypercall.latency"
+probability = 0.2
+
+[[fault]]
+kind = "vp.slow"
+factor = 3.0
+
+[[fault]]
+kind = "pool.fail_probability"
+probability = 0.1
+"""
+    (tmp_path / "plan.toml").write_text(noise + PLAN + noise.replace("0.2", "0.05"))
+    args = ["chaos", "churn", "--seeds", "1", "--faults", "plan.toml", "--jobs", "1", "--out", "c"]
+    assert hvsim(*args, "--host", "buggy:TrustsFirstNoResources", cwd=tmp_path).returncode == 4
+    artifact = next((tmp_path / "c" / "failures").iterdir())
+    res = hvsim("shrink", str(artifact), "--out", "min", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "faults 7 -> 1" in res.stdout and "DeletePartition: OPERATION_DENIED" in res.stdout
+    plan = (tmp_path / "min" / "plan.toml").read_text()
+    assert plan.count("[[fault]]") == 1 and 'kind = "hypercall.transient"' in plan
+    again = hvsim("replay", "min", cwd=tmp_path)
+    assert again.returncode == 0 and "identical" in again.stdout
