@@ -63,6 +63,10 @@ class PageCosts:
     initialize_partition: int = 160
     #: One VP (register state, 4 timer + 1 intercept message buffers), charged to the child.
     create_vp: int = 48
+    #: A port and its 16 message buffers, charged to the port owner.
+    port: int = 1
+    #: A connection, charged to the connection owner.
+    connection: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,10 @@ class HvConfig:
     #: VirtualTlbPageCount is clamped into this range (legacy reference: out-of-range is clamped).
     virtual_tlb_pages_min: int = 0
     virtual_tlb_pages_max: int = 256
+    #: A port accepts one connection (legacy reference) or any number (the current TLFS is silent).
+    port_single_connection: bool = True
+    #: Event ports: reject BaseFlagNumber + FlagCount >= 2048 (legacy table, the default) or only > 2048.
+    event_flags_end_exclusive: bool = True
     #: Partition ids are sequential from here; the root takes the first.
     first_partition_id: int = 1
 

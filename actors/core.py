@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 from hvsim.actors.config import HvConfig
 from hvsim.actors.hvdef import (
+    CONNECT_PORT_INPUT,
     CREATE_PARTITION_INPUT,
+    CREATE_PORT_INPUT,
     CREATE_VP_INPUT,
     DELETE_VP_INPUT,
     GET_NEXT_CHILD_PARTITION_INPUT,
@@ -24,6 +26,7 @@ from hvsim.actors.hvdef import (
     MEMORY_POOL_INPUT,
     PARTITION_ID_INPUT,
     PARTITION_PROPERTY_EX_INPUT,
+    PORT_ID_INPUT,
     REGISTER_ASSOC,
     REGISTER_NAME_SIZE,
     SET_PARTITION_PROPERTY_INPUT,
@@ -36,6 +39,7 @@ from hvsim.actors.hvdef import (
 from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, Shape, dispatch
 from hvsim.actors.partitions import PartitionCalls
 from hvsim.actors.pools import PoolCalls
+from hvsim.actors.ports import PortCalls
 from hvsim.actors.properties import PropertyCalls
 from hvsim.actors.seams import CallFault
 from hvsim.actors.state import Effects
@@ -80,6 +84,10 @@ CALL_TABLE: dict[int, Shape] = {
     C.SetVpRegisters: Shape(
         "set_vp_registers", VP_REGISTERS_INPUT.size, rep=True, rep_in_size=REGISTER_ASSOC.size
     ),
+    C.CreatePort: Shape("create_port", CREATE_PORT_INPUT.size),
+    C.DeletePort: Shape("delete_port", PORT_ID_INPUT.size),
+    C.ConnectPort: Shape("connect_port", CONNECT_PORT_INPUT.size),
+    C.DisconnectPort: Shape("disconnect_port", PORT_ID_INPUT.size),
     C.StartVirtualProcessor: Shape(
         "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
     ),
@@ -90,7 +98,7 @@ CALL_TABLE: dict[int, Shape] = {
 CALL_NAMES: dict[int, str] = {int(c): c.name for c in HypercallCode}
 
 
-class Hypervisor(PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
+class Hypervisor(PortCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
     """The hypervisor's behaviour and state; :meth:`hypercall` is the only way in for callers."""
 
     def __init__(

@@ -725,3 +725,90 @@ SEGMENT_ATTRIBUTES_RESERVED = 0x0F00
 def register_value_bytes(value: int) -> bytes:
     """HV_REGISTER_VALUE: 128 bits, little-endian, zero-extended."""
     return (value & ((1 << 128) - 1)).to_bytes(HV_REGISTER_VALUE_SIZE, "little")
+
+
+# --- ports and connections, HYPERCALLS.md 4.37-4.40 and 5.5 ------------------------------------
+class PortType(IntEnum):
+    """HV_PORT_TYPE (u32)."""
+
+    Message = 1
+    Event = 2
+    Monitor = 3
+    Doorbell = 4
+
+
+#: HV_PORT_ID / HV_CONNECTION_ID: bits 23:0 the id, bits 31:24 reserved.
+PORT_ID_MASK = 0x00FF_FFFF
+HV_SYNIC_SINT_COUNT = 16
+HV_EVENT_FLAGS_COUNT = 2048
+HV_MESSAGE_BUFFERS_PER_PORT = 16
+#: HV_CONNECTION_INFO doorbell flags: trigger size (bits 2:0) and TRIGGER_ANY_VALUE (bit 31).
+DOORBELL_FLAGS_KNOWN = 0x8000_0007
+
+
+class CreatePortInput(NamedTuple):
+    """HvCallCreatePort input (56 B); PortInfo is the 24-byte HV_PORT_INFO @24."""
+
+    port_partition_id: int
+    port_id: int
+    port_vtl: int
+    min_connection_vtl: int
+    reserved_z0: int
+    connection_partition_id: int
+    port_info: bytes
+    proximity_domain_info: int
+
+
+class PortInfo(NamedTuple):
+    """HV_PORT_INFO (24 B), erratum D5: TargetSint u32 @8, TargetVp u32 @12; the 8 bytes @16 hold
+    BaseFlagNumber u16 / FlagCount u16 / RsvdZ u32 for event ports and are reserved otherwise.
+    For monitor ports the u64 @8 is MonitorAddress (target_sint | target_vp << 32)."""
+
+    port_type: int
+    padding: int
+    target_sint: int
+    target_vp: int
+    base_flag_number: int
+    flag_count: int
+    reserved: int
+
+
+class ConnectPortInput(NamedTuple):
+    """HvCallConnectPort input (72 B); ConnectionInfo is the 32-byte HV_CONNECTION_INFO @32."""
+
+    connection_partition_id: int
+    connection_id: int
+    connection_vtl: int
+    reserved_z0: int
+    reserved_z1: int
+    port_partition_id: int
+    port_id: int
+    reserved_z2: int
+    connection_info: bytes
+    proximity_domain_info: int
+
+
+class ConnectionInfo(NamedTuple):
+    """HV_CONNECTION_INFO (32 B): PortType, padding, then per type: message/event reserved;
+    monitor MonitorAddress @8; doorbell GuestPhysicalAddress @8, TriggerValue @16, Flags @24."""
+
+    port_type: int
+    padding: int
+    address: int
+    trigger_value: int
+    flags: int
+
+
+class PortIdInput(NamedTuple):
+    """DeletePort / DisconnectPort input (16 B): partition, port or connection id, a u32 @12."""
+
+    partition_id: int
+    id: int
+    flags: int
+
+
+CREATE_PORT_INPUT = Layout(CreatePortInput, "<QIBBHQ24sQ", 56)
+PORT_INFO = Layout(PortInfo, "<IIIIHHI", 24)
+CONNECT_PORT_INPUT = Layout(ConnectPortInput, "<QIBBHQII32sQ", 72)
+CONNECTION_INFO = Layout(ConnectionInfo, "<IIQQQ", 32)
+PORT_ID_INPUT = Layout(PortIdInput, "<QII", 16)

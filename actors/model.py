@@ -63,6 +63,36 @@ class Vp:
 
 
 @dataclass(slots=True, eq=False)
+class Port:
+    """A receiving endpoint in its owner partition (HYPERCALLS.md 4.37)."""
+
+    id: int
+    type: int
+    #: The only partition allowed to connect (0: any).
+    connection_partition_id: int
+    target_sint: int = 0
+    target_vp: int = 0
+    base_flag: int = 0
+    flag_count: int = 0
+    monitor_address: int = 0
+    #: (connection partition id, connection id) of the connection to it, if any.
+    connection: tuple[int, int] | None = None
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    """A sending endpoint in its owner partition, naming a port (HYPERCALLS.md 4.39)."""
+
+    id: int
+    port_partition_id: int
+    port_id: int
+    type: int
+    address: int = 0
+    trigger_value: int = 0
+    flags: int = 0
+
+
+@dataclass(slots=True, eq=False)
 class Partition:
     """One partition as the hypervisor tracks it."""
 
@@ -83,6 +113,8 @@ class Partition:
     #: Children in creation order (GetNextChildPartition enumerates this).
     children: list[int] = field(default_factory=list)
     vps: dict[int, Vp] = field(default_factory=dict)
+    ports: dict[int, Port] = field(default_factory=dict)
+    connections: dict[int, Connection] = field(default_factory=dict)
     #: True once any VP's ExplicitSuspend has been cleared (informational, D2).
     has_run: bool = False
 

@@ -78,6 +78,7 @@ class PartitionCalls(HvState):
             return S.OPERATION_DENIED
         for vp in list(target.vps.values()):
             self.remove_vp(target, vp)
+        self.remove_endpoints(target)  # ports and connections go too (TLFS FinalizePartition)
         self.set_state(target, P.FINALIZED)
         # Every structure built on the child's behalf returns to its own pool, ready to withdraw.
         target.pool.release_all()

@@ -184,6 +184,10 @@ class HvState:
         extra = self.clock() - vp.run_since_ns if vp.run_since_ns is not None else 0
         return vp.runtime_ns + extra
 
+    def remove_endpoints(self, p: Partition) -> None:
+        """Delete every port and connection of *p* (implemented by the port calls)."""
+        raise NotImplementedError
+
     def remove_vp(self, p: Partition, vp: Vp) -> None:
         if vp.runnable:
             vp.explicit_suspend = 1

@@ -25,7 +25,10 @@ from hypothesis import strategies as st
 from hvsim.actors.config import HvConfig
 from hvsim.actors.core import CALL_TABLE
 from hvsim.actors.hvdef import (
+    CONNECT_PORT_INPUT,
+    CONNECTION_INFO,
     CREATE_PARTITION_INPUT,
+    CREATE_PORT_INPUT,
     CREATE_VP_INPUT,
     DELETE_VP_INPUT,
     FAST_BIT,
@@ -41,6 +44,8 @@ from hvsim.actors.hvdef import (
     NESTED_BIT,
     PARTITION_ID_INPUT,
     PARTITION_PROPERTY_EX_INPUT,
+    PORT_ID_INPUT,
+    PORT_INFO,
     REGISTER_ASSOC,
     REP_COUNT_SHIFT,
     REP_START_SHIFT,
@@ -48,7 +53,10 @@ from hvsim.actors.hvdef import (
     START_VIRTUAL_PROCESSOR_HEADER,
     VARHDR_SHIFT,
     VP_REGISTERS_INPUT,
+    ConnectionInfo,
+    ConnectPortInput,
     CreatePartitionInput,
+    CreatePortInput,
     CreateVpInput,
     CreationFlags,
     DeleteVpInput,
@@ -60,6 +68,8 @@ from hvsim.actors.hvdef import (
     PartitionIdInput,
     PartitionPrivilege,
     PartitionPropertyExInput,
+    PortIdInput,
+    PortInfo,
     PropertyCode,
     RegisterAssoc,
     RegisterName,
@@ -408,6 +418,39 @@ def near_valid_input(code: int, w: World) -> st.SearchStrategy[tuple[bytes, int]
         return st.builds(
             lambda h, els: (h + b"".join(els), len(els)), header, st.lists(assoc, min_size=1, max_size=8)
         )
+    u16 = st.integers(0, 0xFFFF)
+    small_id = weighted(small=(4, st.integers(0, 4)), any=(1, u32))
+    if code == C.CreatePort:
+        info = st.builds(
+            lambda *f: PORT_INFO.pack(PortInfo(*f)),
+            weighted(known=(4, st.sampled_from([1, 2, 3, 4])), any=(1, u32)),
+            zero_or(u32),
+            weighted(sint=(4, st.integers(0, 17)), any=(1, u32)),
+            vp,
+            weighted(small=(3, st.integers(0, 2100)), any=(1, u16)),
+            weighted(small=(3, st.integers(0, 2100)), any=(1, u16)),
+            zero_or(u32),
+        )
+        return st.builds(
+            lambda *f: fixed(CREATE_PORT_INPUT.pack(CreatePortInput(*f))),
+            pid, small_id, zero_or(u8), zero_or(u8), zero_or(u16), pid, info, proximity,
+        )  # fmt: skip
+    if code == C.ConnectPort:
+        info = st.builds(
+            lambda *f: CONNECTION_INFO.pack(ConnectionInfo(*f)),
+            weighted(known=(4, st.sampled_from([1, 2, 3, 4])), any=(1, u32)),
+            zero_or(u32),
+            zero_or(u64),
+            zero_or(u64),
+            zero_or(u64),
+        )
+        return st.builds(
+            lambda *f: fixed(CONNECT_PORT_INPUT.pack(ConnectPortInput(*f))),
+            pid, small_id, zero_or(u8), zero_or(u8), zero_or(u16),
+            pid, small_id, zero_or(u32), info, proximity,
+        )  # fmt: skip
+    if code in (C.DeletePort, C.DisconnectPort):
+        return st.builds(lambda *f: fixed(PORT_ID_INPUT.pack(PortIdInput(*f))), pid, small_id, zero_or(u32))
     assert code == C.StartVirtualProcessor, hex(code)
     good_context = start_ap(1, rip=0x10_0000, rsp=0x20_0000).input[START_VIRTUAL_PROCESSOR_HEADER.size :]
     context = st.one_of(

@@ -523,6 +523,11 @@ SPEC_SIZES: dict[str, int] = {
     "INITIAL_VP_CONTEXT": 224,
     "SEGMENT": 16,
     "TABLE": 16,
+    "CREATE_PORT_INPUT": 56,  # HYPERCALLS.md 4.37
+    "PORT_INFO": 24,  # 5.5 (erratum D5)
+    "CONNECT_PORT_INPUT": 72,  # 4.39
+    "CONNECTION_INFO": 32,  # 5.5
+    "PORT_ID_INPUT": 16,  # DeletePort / DisconnectPort
 }
 
 #: (field, offset, size) from the spec's per-call offset tables.
