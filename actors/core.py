@@ -113,6 +113,7 @@ class Hypervisor(PortCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
             code: HypercallDef(code, getattr(self, shape.handler), shape)
             for code, shape in CALL_TABLE.items()
         }
+        self._rep_codes = frozenset(code for code, shape in CALL_TABLE.items() if shape.rep)
         #: (code, status) -> count, for summaries and coverage.
         self.call_counts: dict[tuple[int, int], int] = {}
 
@@ -125,8 +126,7 @@ class Hypervisor(PortCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
     def _extra_fields(self, code: int, control: int, fault: CallFault | None) -> dict[str, object]:
         """Optional record fields: ``of`` (rep count, so continuations show) and the fault."""
         extra: dict[str, object] = {}
-        row = self.table.get(code)
-        if row is not None and row.shape.rep:
+        if code in self._rep_codes:
             extra["of"] = (control >> 32) & 0xFFF
         if fault is not None:
             extra["fault"] = fault.fault
@@ -159,6 +159,11 @@ class Hypervisor(PortCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
                 status=res.status.name,
                 reps=res.reps_completed,
                 cost_ns=res.cost_ns,
-                **self._extra_fields(code, req.control, fault),
+                # The common case (a rep call, no fault) is inlined: this runs once per hypercall.
+                **(
+                    {"of": (req.control >> 32) & 0xFFF}
+                    if fault is None and code in self._rep_codes
+                    else self._extra_fields(code, req.control, fault)
+                ),
             )
         return res

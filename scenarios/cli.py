@@ -353,11 +353,13 @@ def faults_swarm(seed: int, out_file: Path | None) -> None:
 @click.option("--calls", type=click.IntRange(1000), default=200_000, show_default=True,
               help="Hypercall round trips per measurement.")  # fmt: skip
 @click.option("--repeat", type=click.IntRange(1, 20), default=3, show_default=True, help="Best of N.")
-def bench(out_file: Path, calls: int, repeat: int) -> None:
+@click.option("--chaos-seeds", type=click.IntRange(0), default=40, show_default=True,
+              help="Seeds per chaos measurement (0: skip it).")  # fmt: skip
+def bench(out_file: Path, calls: int, repeat: int, chaos_seeds: int) -> None:
     """Measure hypercall throughput against raw SimPy on this machine (ratios, same run)."""
     from hvsim.scenarios.bench import run_benchmarks
 
-    report = run_benchmarks(calls=calls, repeat=repeat, echo=click.echo)
+    report = run_benchmarks(calls=calls, repeat=repeat, echo=click.echo, chaos_seeds=chaos_seeds)
     out_file.write_text(report.to_json())
     click.echo(f"wrote {out_file}")
 

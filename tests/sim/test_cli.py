@@ -79,9 +79,12 @@ def test_scenario_script_runs_and_failures_exit_1_with_files_kept(tmp_path: Path
 
 
 def test_bench_reports_ratios(tmp_path: Path) -> None:
-    res = hvsim("bench", "--calls", "5000", "--repeat", "1", "--out", "b.json", cwd=tmp_path)
+    res = hvsim(
+        "bench", "--calls", "5000", "--repeat", "1", "--chaos-seeds", "4", "--out", "b.json", cwd=tmp_path
+    )
     assert res.returncode == 0, res.stderr
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["simpy_store_round_trips_per_s"] > 0 and report["hypercalls_per_s_log_on"] > 0
+    assert report["chaos_seeds"] == 4 and report["chaos_seeds_per_s_2_workers"] > 0
     expected = report["hypercalls_per_s_log_on"] / report["hypercalls_per_s_log_off"]
     assert abs(report["ratio_log_on_to_off"] - expected) < 1e-2
