@@ -159,11 +159,6 @@ class Hypervisor(PortCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
                 status=res.status.name,
                 reps=res.reps_completed,
                 cost_ns=res.cost_ns,
-                # The common case (a rep call, no fault) is inlined: this runs once per hypercall.
-                **(
-                    {"of": (req.control >> 32) & 0xFFF}
-                    if fault is None and code in self._rep_codes
-                    else self._extra_fields(code, req.control, fault)
-                ),
+                **self._extra_fields(code, req.control, fault),
             )
         return res

@@ -84,10 +84,24 @@ class FaultInjector:
         self.healed = False
         self._nth = [0] * len(self.faults)
         self._crash_seen = [0] * len(self.faults)
-        self._call_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, CALL_FAULTS)]
+        # Each call fault with the set of call names it may act on (None: every call), worked out
+        # once here rather than on every hypercall.
+        self._call_faults = [
+            (i, f, self._eligible_calls(f)) for i, f in enumerate(self.faults) if isinstance(f, CALL_FAULTS)
+        ]
         self._pool_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, POOL_FAULTS)]
         self._slowed: list[int] = []
         self._paused: list[tuple[int, int]] = []
+
+    @staticmethod
+    def _eligible_calls(f: HypercallPartial | HypercallLatency | HypercallTransient) -> frozenset[str] | None:
+        if f.calls:
+            return frozenset(f.calls)
+        if isinstance(f, HypercallPartial):
+            return frozenset(REP_CALLS)
+        if isinstance(f, HypercallTransient):
+            return frozenset(transient_calls(f.status))
+        return None  # latency: any call
 
     # --- bookkeeping ---------------------------------------------------------------------------
     def active(self, index: int) -> bool:
@@ -118,14 +132,10 @@ class FaultInjector:
         name = CALL_NAMES.get(code)
         if name is None:
             return None
-        for i, f in self._call_faults:
+        for i, f, eligible in self._call_faults:
             if not self.active(i) or not self._targets(f.caller, caller):
                 continue
-            eligible = f.calls or (
-                REP_CALLS if isinstance(f, HypercallPartial) else
-                transient_calls(f.status) if isinstance(f, HypercallTransient) else [name]
-            )  # fmt: skip
-            if name not in eligible or self.rngs[i].random() >= f.probability:
+            if (eligible is not None and name not in eligible) or self.rngs[i].random() >= f.probability:
                 continue
             label = f"{f.kind}#{i}"
             if isinstance(f, HypercallPartial):

@@ -48,7 +48,7 @@ def coverage_of(result: Any) -> dict[str, list[str]]:
     )
     states: set[str] = set()
     hit: set[str] = set()
-    for rec in result.sim.log.records():
+    for rec in result.records or result.sim.log.records():
         event = rec["event"]
         if event == "partition.state":
             states.add(str(rec["new"] or "DELETED"))

@@ -44,6 +44,8 @@ class RunResult:
     #: Steps at which the host crashed (host.crash faults), in order.
     crashes: list[str] = field(default_factory=list)
     liveness: list[Violation] = field(default_factory=list)
+    #: The event log decoded once, for the log checkers and anyone else who reads records.
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def fault_summary(self) -> dict[str, Any] | None:
         if self.injector is None:
@@ -172,7 +174,7 @@ def _judge(sim: Simulation, sc: Scenario, result: RunResult, log: bool) -> None:
     if not result.violations:
         result.violations = checkers.check_state(sim.hv)
     if log:
-        records = sim.log.records()
+        records = result.records = sim.log.records()
         result.violations += checkers.state_transitions(records) + checkers.no_use_after_delete(records)
     result.violations += result.liveness
     if result.error is None and sc.expect_all_reclaimed and not result.liveness:
