@@ -43,6 +43,14 @@ DEFAULT_CALL_COSTS: dict[int, CallCost] = {
     _C.GetVpRegisters: CallCost(600, 60),
     _C.SetVpRegisters: CallCost(700, 80),
     _C.StartVirtualProcessor: CallCost(5_000),
+    _C.CreatePort: CallCost(4_000),
+    _C.DeletePort: CallCost(3_000),
+    _C.ConnectPort: CallCost(4_000),
+    _C.DisconnectPort: CallCost(2_000),
+    _C.PostMessage: CallCost(1_500),
+    _C.SignalEvent: CallCost(700),
+    _C.PostMessageDirect: CallCost(1_200),
+    _C.SignalEventDirect: CallCost(600),
 }
 
 #: Cost of a call code missing from the table (and of a call rejected by the common checks).
@@ -112,6 +120,16 @@ class HvConfig:
     port_single_connection: bool = True
     #: Event ports: reject BaseFlagNumber + FlagCount >= 2048 (legacy table, the default) or only > 2048.
     event_flags_end_exclusive: bool = True
+    #: Simulated time a posted message or event signal spends in transit between the sender's VP
+    #: and the target VP's SynIC queue (nothing documents it; a cross-processor IPI is ~1 us).
+    message_latency_ns: int = 1_000
+    #: Guest message buffers per port (16 in the TLFS); INSUFFICIENT_BUFFERS once all are held.
+    port_message_buffers: int = 16
+    #: A doorbell write while the port's previous notification is still undelivered is merged into
+    #: it ([inferred]: the TLFS does not say; an edge-style notification is what hosts expect).
+    doorbell_coalesce: bool = True
+    #: Service time of a guest's SynIC MSR write (SCONTROL, SIMP, SINTx, EOM) or doorbell write.
+    msr_write_ns: int = 300
     #: Partition ids are sequential from here; the root takes the first.
     first_partition_id: int = 1
 

@@ -27,9 +27,14 @@ from hvsim.actors.hvdef import (
     PARTITION_ID_INPUT,
     PARTITION_PROPERTY_EX_INPUT,
     PORT_ID_INPUT,
+    POST_MESSAGE_DIRECT_INPUT,
+    POST_MESSAGE_INPUT,
     REGISTER_ASSOC,
     REGISTER_NAME_SIZE,
     SET_PARTITION_PROPERTY_INPUT,
+    SIGNAL_EVENT_DIRECT_INPUT,
+    SIGNAL_EVENT_DIRECT_OUTPUT,
+    SIGNAL_EVENT_INPUT,
     START_VIRTUAL_PROCESSOR_HEADER,
     VP_REGISTERS_INPUT,
     HvStatus,
@@ -37,6 +42,7 @@ from hvsim.actors.hvdef import (
     make_result,
 )
 from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, Shape, dispatch
+from hvsim.actors.messages import MessageCalls
 from hvsim.actors.partitions import PartitionCalls
 from hvsim.actors.pools import PoolCalls
 from hvsim.actors.ports import PortCalls
@@ -88,6 +94,12 @@ CALL_TABLE: dict[int, Shape] = {
     C.DeletePort: Shape("delete_port", PORT_ID_INPUT.size),
     C.ConnectPort: Shape("connect_port", CONNECT_PORT_INPUT.size),
     C.DisconnectPort: Shape("disconnect_port", PORT_ID_INPUT.size),
+    C.PostMessage: Shape("post_message", POST_MESSAGE_INPUT.size),
+    C.SignalEvent: Shape("signal_event", SIGNAL_EVENT_INPUT.size),
+    C.PostMessageDirect: Shape("post_message_direct", POST_MESSAGE_DIRECT_INPUT.size),
+    C.SignalEventDirect: Shape(
+        "signal_event_direct", SIGNAL_EVENT_DIRECT_INPUT.size, SIGNAL_EVENT_DIRECT_OUTPUT.size
+    ),
     C.StartVirtualProcessor: Shape(
         "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
     ),
@@ -98,7 +110,7 @@ CALL_TABLE: dict[int, Shape] = {
 CALL_NAMES: dict[int, str] = {int(c): c.name for c in HypercallCode}
 
 
-class Hypervisor(PortCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
+class Hypervisor(PortCalls, MessageCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
     """The hypervisor's behaviour and state; :meth:`hypercall` is the only way in for callers."""
 
     def __init__(

@@ -744,6 +744,9 @@ HV_EVENT_FLAGS_COUNT = 2048
 HV_MESSAGE_BUFFERS_PER_PORT = 16
 #: HV_CONNECTION_INFO doorbell flags: trigger size (bits 2:0) and TRIGGER_ANY_VALUE (bit 31).
 DOORBELL_FLAGS_KNOWN = 0x8000_0007
+DOORBELL_TRIGGER_ANY_VALUE = 0x8000_0000
+#: Doorbell trigger size code (flags bits 2:0) -> bytes; 0 is "any size".
+DOORBELL_TRIGGER_BYTES = {0: 0, 1: 1, 2: 2, 3: 4, 4: 8}
 
 
 class CreatePortInput(NamedTuple):
@@ -812,3 +815,98 @@ PORT_INFO = Layout(PortInfo, "<IIIIHHI", 24)
 CONNECT_PORT_INPUT = Layout(ConnectPortInput, "<QIBBHQII32sQ", 72)
 CONNECTION_INFO = Layout(ConnectionInfo, "<IIQQQ", 32)
 PORT_ID_INPUT = Layout(PortIdInput, "<QII", 16)
+
+
+# --- SynIC messages and events, HYPERCALLS.md 4.41-4.44 and 5.9 ---------------------------------
+HV_MESSAGE_SIZE = 256
+HV_MESSAGE_PAYLOAD_SIZE = 240
+#: HV_MESSAGE_FLAGS bit 0: more messages are queued for this SINT (the guest must write EOM).
+HV_MESSAGE_FLAG_PENDING = 0x01
+#: HV_SYNIC_SINT bits: vector 7:0, masked 16, auto-EOI 17, polling 18.
+SINT_MASKED = 1 << 16
+SINT_AUTO_EOI = 1 << 17
+SINT_POLLING = 1 << 18
+#: Bit 0 of SCONTROL, SIMP and SIEFP: enabled.
+SYNIC_ENABLE = 1
+#: HV_EVENT_FLAGS_COUNT bytes-per-SINT area in the SIEF page (2048 flags = 256 bytes).
+HV_EVENT_FLAGS_BYTES = HV_EVENT_FLAGS_COUNT // 8
+#: Linux/mshv convention: SINT 5 receives doorbell notifications.
+HV_SYNIC_DOORBELL_SINT = 5
+
+
+class MessageType(IntEnum):
+    """HV_MESSAGE_TYPE (u32), the values this model sends. Bit 31 set: hypervisor-reserved."""
+
+    None_ = 0x0000_0000
+    SynicSintIntercept = 0x8000_0061
+
+
+#: MessageType bit 31: reserved for the hypervisor; guests may post only types 1..0x7FFFFFFF.
+MESSAGE_TYPE_HYPERVISOR = 1 << 31
+
+
+class MessageHeader(NamedTuple):
+    """HV_MESSAGE header (16 B): type u32, PayloadSize u8, MessageFlags u8, reserved u16,
+    OriginationId u64 (the PortId for posted messages, the sender partition for intercepts)."""
+
+    message_type: int
+    payload_size: int
+    flags: int
+    reserved: int
+    origination_id: int
+
+
+class PostMessageInput(NamedTuple):
+    """HvCallPostMessage input (256 B)."""
+
+    connection_id: int
+    reserved: int
+    message_type: int
+    payload_size: int
+    payload: bytes
+
+
+class SignalEventInput(NamedTuple):
+    """HvCallSignalEvent input (8 B, fast)."""
+
+    connection_id: int
+    flag_number: int
+    reserved: int
+
+
+class PostMessageDirectInput(NamedTuple):
+    """HvCallPostMessageDirect input (280 B, erratum D4: the header layout of Linux and openvmm);
+    *message* is a complete HV_MESSAGE."""
+
+    partition_id: int
+    vp_index: int
+    vtl: int
+    padding0: bytes
+    sint_index: int
+    message: bytes
+    padding1: int
+
+
+class SignalEventDirectInput(NamedTuple):
+    """HvCallSignalEventDirect input (16 B)."""
+
+    partition_id: int
+    vp_index: int
+    vtl: int
+    sint: int
+    flag_number: int
+
+
+class SignalEventDirectOutput(NamedTuple):
+    """HvCallSignalEventDirect output (8 B): NewlySignaled u8 + 7 reserved."""
+
+    newly_signaled: int
+    reserved: bytes
+
+
+MESSAGE_HEADER = Layout(MessageHeader, "<IBBHQ", 16)
+POST_MESSAGE_INPUT = Layout(PostMessageInput, "<IIII240s", 256)
+SIGNAL_EVENT_INPUT = Layout(SignalEventInput, "<IHH", 8)
+POST_MESSAGE_DIRECT_INPUT = Layout(PostMessageDirectInput, "<QIB3sI256sI", 280)
+SIGNAL_EVENT_DIRECT_INPUT = Layout(SignalEventDirectInput, "<QIBBH", 16)
+SIGNAL_EVENT_DIRECT_OUTPUT = Layout(SignalEventDirectOutput, "<B7s", 8)

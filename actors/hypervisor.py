@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -10,10 +12,30 @@ from hvsim.actors.config import HvConfig
 from hvsim.actors.core import Hypervisor
 from hvsim.actors.hypercall import HypercallRequest
 from hvsim.actors.model import Partition, Vp
-from hvsim.actors.partition import PartitionActor, StateChanged, VpCreated, VpDeleted, VpRunState
-from hvsim.actors.runtime import Deferred, SimActor
+from hvsim.actors.partition import (
+    PartitionActor,
+    StateChanged,
+    ToVp,
+    VpCreated,
+    VpDeleted,
+    VpRunState,
+)
+from hvsim.actors.runtime import Deferred, SimActor, call_later
 from hvsim.actors.trace import EventLog
+from hvsim.actors.vp import DoorbellWrite, MsrWrite, SintInterrupt
 from hvsim.actors.workload import GuestProvider
+
+
+@dataclass(frozen=True, slots=True)
+class RunLater:
+    """A hypervisor-internal timer firing (a message in transit reaching its target)."""
+
+    fn: Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Rescan:
+    """Retry SynIC delivery everywhere (a fault that held message slots busy has ended)."""
 
 
 class HypervisorActor(SimActor):
@@ -35,10 +57,25 @@ class HypervisorActor(SimActor):
         return int(self.env.now)
 
     def on_receive(self, message: Any) -> Any:
-        if type(message) is HypercallRequest:
+        kind = type(message)
+        if kind is HypercallRequest:
             result = self.hv.hypercall(message)
             return Deferred(result, result.cost_ns)
-        return super().on_receive(message)
+        if kind is RunLater:
+            message.fn()
+        elif kind is MsrWrite:
+            status = self.hv.guest_msr_write(message.partition_id, message.vp, message.name, message.value)
+            return Deferred(status, self.hv.config.msr_write_ns)
+        elif kind is DoorbellWrite:
+            self.hv.guest_doorbell_write(
+                message.partition_id, message.vp, message.gpa, message.value, message.size
+            )
+            return Deferred(None, self.hv.config.msr_write_ns)
+        elif kind is Rescan:
+            self.hv.rescan_all()
+        else:
+            return super().on_receive(message)
+        return None
 
     # Effects: the model's notifications become messages -------------------------------------
     def partition_created(self, partition: Partition) -> None:
@@ -51,10 +88,18 @@ class HypervisorActor(SimActor):
         self.partition_refs.pop(partition.id).stop(block=False)
 
     def vp_created(self, partition: Partition, vp: Vp) -> None:
-        self.partition_refs[partition.id].tell(VpCreated(vp.index))
+        self.partition_refs[partition.id].tell(VpCreated(vp.index, vp.synic))
 
     def vp_deleted(self, partition: Partition, vp: Vp) -> None:
         self.partition_refs[partition.id].tell(VpDeleted(vp.index))
 
     def vp_run_state(self, partition: Partition, vp: Vp) -> None:
         self.partition_refs[partition.id].tell(VpRunState(vp.index, vp.runnable))
+
+    def schedule(self, delay_ns: int, fn: Callable[[], None]) -> None:
+        # Through the inbox, so a timer firing is ordered with hypercalls arriving at that instant.
+        ref = self.actor_ref
+        call_later(self.env, delay_ns, lambda: ref.tell(RunLater(fn)))
+
+    def sint_interrupt(self, partition: Partition, vp: Vp, sint: int) -> None:
+        self.partition_refs[partition.id].tell(ToVp(vp.index, SintInterrupt(sint)))

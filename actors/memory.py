@@ -107,6 +107,8 @@ class HostMemory:
         self._next_fresh = 0
         self._returned: list[int] = []
         self._free_count = pages
+        #: Bumped by every change of page ownership (checkers skip re-checking an unchanged world).
+        self.version = 0
 
     @property
     def host_free(self) -> int:
@@ -161,10 +163,12 @@ class HostMemory:
             self._free_count -= 1  # it was free in the allocator; its heap entry is now stale
         self.owner[page] = pool.owner_id
         pool.available.append(page)
+        self.version += 1
 
     def take_from_pool(self, pool: Pool) -> int:
         """A withdraw: the pool's next free page returns to the host, held by the host (allocated)."""
         page = pool.available.pop()
         self.owner[page] = HOST
         self.host_allocated[page] = 1
+        self.version += 1
         return page

@@ -7,6 +7,7 @@ from enum import IntEnum
 
 from hvsim.actors.memory import Pool
 from hvsim.actors.registers import reset_file
+from hvsim.actors.synic import Synic
 
 
 class PartitionState(IntEnum):
@@ -48,6 +49,7 @@ class Vp:
     #: Simulated ns at which the VP last became runnable (None while not runnable).
     run_since_ns: int | None = None
     runtime_ns: int = 0
+    synic: Synic = field(default_factory=Synic)
 
     @classmethod
     def reset(cls, index: int) -> Vp:
@@ -77,6 +79,10 @@ class Port:
     monitor_address: int = 0
     #: (connection partition id, connection id) of the connection to it, if any.
     connection: tuple[int, int] | None = None
+    #: Message buffers held by posted messages not yet delivered into a SIM slot.
+    buffers_in_use: int = 0
+    #: Round-robin cursor over the owner's VPs for a port bound to HV_ANY_VP.
+    next_vp: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -90,6 +96,9 @@ class Connection:
     address: int = 0
     trigger_value: int = 0
     flags: int = 0
+    #: The port object connected to: a port deleted and re-created under the same id is another
+    #: port, which this connection does not reach.
+    target: Port | None = None
 
 
 @dataclass(slots=True, eq=False)

@@ -8,6 +8,7 @@ from typing import Any
 import pykka
 
 from hvsim.actors.runtime import SimActor
+from hvsim.actors.synic import Synic
 from hvsim.actors.vp import RunState, VpActor
 from hvsim.actors.workload import GuestProvider
 
@@ -15,6 +16,8 @@ from hvsim.actors.workload import GuestProvider
 @dataclass(frozen=True, slots=True)
 class VpCreated:
     index: int
+    #: The VP's SynIC overlay pages (memory the hypervisor and the VP share).
+    synic: Synic
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,7 @@ class StateChanged:
 
 @dataclass(frozen=True, slots=True)
 class ToVp:
-    """Forward *message* (a Pause, Crash or SetSpeed) to VP *index*, if it exists."""
+    """Forward *message* (a Pause, Crash, SetSpeed or SintInterrupt) to VP *index*, if it exists."""
 
     index: int
     message: Any
@@ -60,7 +63,7 @@ class PartitionActor(SimActor):
         elif kind is VpCreated:
             program = self.guest(self.partition_id, message.index)
             self.vps[message.index] = VpActor.start(
-                self.partition_id, message.index, self.hypervisor, program
+                self.partition_id, message.index, self.hypervisor, program, message.synic
             )
         elif kind is VpDeleted:
             self.vps.pop(message.index).stop(block=False)

@@ -4,7 +4,7 @@
 A port is a receiving endpoint charged to its owner's pool (the port and its 16 message buffers); a
 connection is a sending endpoint charged to its owner's pool. Caller rules: the parent of the
 partition named, or that partition itself, and in both cases the CreatePort / ConnectPort privilege
-(the strict reading of the legacy reference). Message delivery through them is not modelled yet.
+(the strict reading of the legacy reference). Messages through them: ``hvsim.actors.messages``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from hvsim.actors.hvdef import (
     CONNECTION_INFO,
     CREATE_PORT_INPUT,
     DOORBELL_FLAGS_KNOWN,
+    DOORBELL_TRIGGER_BYTES,
     HV_ANY_VP,
     HV_EVENT_FLAGS_COUNT,
     HV_PAGE_SIZE,
@@ -32,7 +33,6 @@ from hvsim.actors.state import OK, HvState, proximity_ok
 S = HvStatus
 CREATE_PORT = int(PartitionPrivilege.CreatePort)
 CONNECT_PORT = int(PartitionPrivilege.ConnectPort)
-_DOORBELL_SIZE = {0: 1, 1: 1, 2: 2, 3: 4, 4: 8}  # trigger size code -> bytes (ANY treated as 1)
 
 
 class PortCalls(HvState):
@@ -142,14 +142,22 @@ class PortCalls(HvState):
         if port.type == PortType.Monitor and info.address % HV_PAGE_SIZE:
             return S.INVALID_ALIGNMENT
         if port.type == PortType.Doorbell:
-            size = _DOORBELL_SIZE.get(info.flags & 0x7)
+            size = DOORBELL_TRIGGER_BYTES.get(info.flags & 0x7)
+            size = max(size, 1) if size is not None else None  # "any size": at least one byte
             crosses = size is None or (info.address % HV_PAGE_SIZE) + size > HV_PAGE_SIZE
             if info.flags & ~DOORBELL_FLAGS_KNOWN or crosses:
                 return S.INVALID_PARAMETER
         if not self.charge(owner, f"conn:{inp.connection_id}", self.config.page_costs.connection):
             return S.INSUFFICIENT_MEMORY
         owner.connections[inp.connection_id] = Connection(
-            inp.connection_id, target.id, port.id, port.type, info.address, info.trigger_value, info.flags
+            inp.connection_id,
+            target.id,
+            port.id,
+            port.type,
+            info.address,
+            info.trigger_value,
+            info.flags,
+            port,
         )
         port.connection = (owner.id, inp.connection_id)
         self.log.emit(
@@ -178,7 +186,9 @@ class PortCalls(HvState):
 
     # --- teardown (also used by FinalizePartition) ----------------------------------------------
     def remove_port(self, owner: Partition, port: Port) -> None:
-        """Delete a port; a connection to it stays but leads nowhere (sends fail INVALID_PORT_ID)."""
+        """Delete a port and free its messages, queued or in transit; a connection to it stays but
+        leads nowhere (sends fail INVALID_PORT_ID)."""
+        self.free_port_messages(port)
         del owner.ports[port.id]
         owner.pool.release(f"port:{port.id}")
         self.log.emit("port.deleted", partition=owner.id, port=port.id)

@@ -27,6 +27,19 @@ class CallFault(NamedTuple):
     fault: str = ""
 
 
+class MessageFault(NamedTuple):
+    """How one message (or event signal) in transit is disturbed."""
+
+    #: Simulated time added to its transit (a delay; different delays reorder messages).
+    extra_ns: int = 0
+    #: The message is lost in transit (it never reaches the target queue).
+    drop: bool = False
+    #: A second copy arrives this many ns after the first (None: no copy).
+    duplicate_after_ns: int | None = None
+    #: The fault that decided it, for the event log.
+    fault: str = ""
+
+
 class Interposer(Protocol):
     """Consulted by the hypervisor at its decision points."""
 
@@ -39,4 +52,18 @@ class Interposer(Protocol):
     def allow_charge(self, partition_id: int, key: str, pages: int) -> bool:
         """Before *pages* pool pages are charged to structure *key*: False refuses the allocation
         (the call answers INSUFFICIENT_MEMORY, with no side effect)."""
+        ...
+
+    def on_message(
+        self, src_partition: int, dst_partition: int, dst_vp: int, sint: int, kind: str
+    ) -> MessageFault | None:
+        """When a message or event signal leaves its sender: disturb its transit, or None."""
+        ...
+
+    def slot_blocked(self, partition_id: int, vp: int, sint: int) -> bool:
+        """Whether SIM slot *sint* of that VP is held busy (nothing can be delivered into it)."""
+        ...
+
+    def port_buffers(self, partition_id: int, port_id: int, normal: int) -> int:
+        """How many message buffers that port has (*normal* unless a fault exhausts them)."""
         ...

@@ -20,8 +20,9 @@ from hvsim.actors.hvdef import (
     PartitionPrivilege,
 )
 from hvsim.actors.memory import HostMemory
-from hvsim.actors.model import Partition, PartitionState, Vp
+from hvsim.actors.model import Partition, PartitionState, Port, Vp
 from hvsim.actors.seams import Interposer
+from hvsim.actors.synic import Message
 from hvsim.actors.trace import EventLog
 
 S = HvStatus
@@ -44,6 +45,13 @@ class Effects(Protocol):
     def vp_created(self, partition: Partition, vp: Vp) -> None: ...
     def vp_deleted(self, partition: Partition, vp: Vp) -> None: ...
     def vp_run_state(self, partition: Partition, vp: Vp) -> None: ...
+    def schedule(self, delay_ns: int, fn: Callable[[], None]) -> None:
+        """Run *fn* in the hypervisor after *delay_ns* of simulated time."""
+        ...
+
+    def sint_interrupt(self, partition: Partition, vp: Vp, sint: int) -> None:
+        """Raise SINT *sint*'s interrupt on *vp* (its message slot or event flags changed)."""
+        ...
 
 
 class NoEffects:
@@ -55,6 +63,10 @@ class NoEffects:
     def vp_created(self, partition: Partition, vp: Vp) -> None: ...
     def vp_deleted(self, partition: Partition, vp: Vp) -> None: ...
     def vp_run_state(self, partition: Partition, vp: Vp) -> None: ...
+    def sint_interrupt(self, partition: Partition, vp: Vp, sint: int) -> None: ...
+
+    def schedule(self, delay_ns: int, fn: Callable[[], None]) -> None:
+        fn()  # no clock without actors: transit takes no time
 
 
 def proximity_ok(info: int) -> bool:
@@ -84,6 +96,11 @@ class HvState:
         self.memory = HostMemory(config.host_pages)
         self.partitions: dict[int, Partition] = {}
         self.next_partition_id = config.first_partition_id
+        #: Messages and event signals posted but not yet delivered (in transit or queued), by id.
+        self.undelivered: dict[int, Message] = {}
+        self.next_message_id = 1
+        #: Doorbell writes that queued a notification, merged into a pending one, or found no VP.
+        self.doorbells = {"rung": 0, "coalesced": 0, "lost": 0}
         self.root = self.new_partition(None, depth=1, privileges=int(ALL_PRIVILEGES))
         self.root.state = PartitionState.ACTIVE
         for index in range(config.root_vps):
@@ -188,7 +205,24 @@ class HvState:
         """Delete every port and connection of *p* (implemented by the port calls)."""
         raise NotImplementedError
 
+    def write_register(self, p: Partition, vp: Vp, name: int, value: int) -> HvStatus:
+        """SetVpRegisters' write rule for one register (implemented by the VP calls)."""
+        raise NotImplementedError
+
+    def free_port_messages(self, port: Port) -> None:
+        """Free every undelivered message of *port* (implemented by the message calls)."""
+        raise NotImplementedError
+
+    def free_vp_messages(self, p: Partition, vp: Vp) -> None:
+        """Free the messages queued for *vp* (implemented by the message calls)."""
+        raise NotImplementedError
+
+    def synic_written(self, p: Partition, vp: Vp, name: int) -> None:
+        """A SynIC register of *vp* was written (implemented by the message calls)."""
+        raise NotImplementedError
+
     def remove_vp(self, p: Partition, vp: Vp) -> None:
+        self.free_vp_messages(p, vp)
         if vp.runnable:
             vp.explicit_suspend = 1
             self.update_run_state(p, vp)

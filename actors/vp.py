@@ -22,7 +22,17 @@ from hvsim.actors.hvdef import (
 )
 from hvsim.actors.hypercall import HypercallRequest, HypercallResult
 from hvsim.actors.runtime import SimActor, ask
-from hvsim.actors.workload import Compute, Halt, Hypercall, Program
+from hvsim.actors.synic import Synic
+from hvsim.actors.workload import (
+    Compute,
+    Halt,
+    Hypercall,
+    MemoryWrite,
+    Program,
+    ReceiveMessage,
+    WaitEvent,
+    WriteMsr,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +64,34 @@ class SetSpeed:
     factor: float
 
 
+@dataclass(frozen=True, slots=True)
+class SintInterrupt:
+    """The hypervisor raised SINT *sint* on this VP (a message slot or event flags changed)."""
+
+    sint: int
+
+
+@dataclass(frozen=True, slots=True)
+class MsrWrite:
+    """A guest executed WRMSR on a SynIC register; answered with an ``HvStatus``."""
+
+    partition_id: int
+    vp: int
+    name: int
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoorbellWrite:
+    """A guest wrote *size* bytes of *value* at *gpa* (a doorbell rings if one matches)."""
+
+    partition_id: int
+    vp: int
+    gpa: int
+    value: int
+    size: int
+
+
 #: HV_CRASH_CTL_REG_CONTENTS: CrashNotify (bit 63) | CrashMessage (bit 62) is what a bugcheck sets.
 CRASH_NOTIFY = 1 << 63
 
@@ -65,9 +103,16 @@ class VpActor(SimActor):
     """One VP. Its program runs in a SimPy process; suspension takes effect between ops."""
 
     def __init__(
-        self, partition_id: int, index: int, hypervisor: pykka.ActorRef[Any], program: Program
+        self,
+        partition_id: int,
+        index: int,
+        hypervisor: pykka.ActorRef[Any],
+        program: Program,
+        synic: Synic | None = None,
     ) -> None:
         super().__init__()
+        #: This VP's SynIC overlay pages (shared with the hypervisor, which fills them).
+        self.synic = synic if synic is not None else Synic()
         self.partition_id = partition_id
         self.index = index
         self.hypervisor = hypervisor
@@ -87,6 +132,20 @@ class VpActor(SimActor):
         self._unpause: simpy.Event | None = None
         #: End of the compute op in progress (a VP inside a long op is running, not stuck).
         self.busy_until_ns = 0
+        #: SynIC side: interrupts taken, messages and event flags consumed, EOMs written, waits that
+        #: timed out, and the last message taken (256 bytes).
+        self.interrupts = 0
+        self.messages_received = 0
+        self.events_received = 0
+        self.eoms = 0
+        self.wait_timeouts = 0
+        self.memory_writes = 0
+        #: Hypercalls answered with a status other than SUCCESS.
+        self.failed_calls = 0
+        self.last_message = b""
+        self._irq: simpy.Event | None = None
+        #: Host code on this VP waiting for its next interrupt (see :meth:`next_interrupt`).
+        self._irq_waiters: list[simpy.Event] = []
 
     def on_receive(self, message: Any) -> Any:
         if type(message) is RunState:
@@ -104,6 +163,9 @@ class VpActor(SimActor):
                     self._unpause.succeed()
             else:
                 self.paused_until_ns = max(self.paused_until_ns, int(self.env.now) + message.duration_ns)
+        elif type(message) is SintInterrupt:
+            self.interrupts += 1
+            self._wake_irq()
         elif type(message) is SetSpeed:
             self.speed = message.factor
         elif type(message) is Crash:
@@ -118,26 +180,93 @@ class VpActor(SimActor):
         self.runnable = False
         if self._resume is not None and not self._resume.triggered:
             self._resume.succeed()
+        self._wake_irq()
+
+    def _wake_irq(self) -> None:
+        if self._irq is not None and not self._irq.triggered:
+            self._irq.succeed()
+        waiters, self._irq_waiters = self._irq_waiters, []
+        for ev in waiters:
+            if not ev.triggered:
+                ev.succeed()
+
+    def next_interrupt(self) -> simpy.Event:
+        """An event that fires at this VP's next SINT interrupt (for host code running on a root
+        VP, whose SIM page it reads through :attr:`synic`)."""
+        ev = self.env.event()
+        self._irq_waiters.append(ev)
+        return ev
+
+    def _gate(self) -> Generator[simpy.Event, Any, bool]:
+        """Wait until the VP exists, may run and is not paused (each may change while waiting, so
+        all are re-checked after every wait); False once the VP is gone."""
+        while True:
+            if self.actor_stopped.is_set():
+                return False
+            if self.paused_until_ns > self.env.now:
+                self._unpause = self.env.event()
+                yield self.env.any_of(
+                    [self._unpause, self.env.timeout(self.paused_until_ns - int(self.env.now))]
+                )
+            elif not self.runnable:
+                self._resume = self.env.event()
+                yield self._resume
+            else:
+                return True
+
+    def _wait(self, ready: Any, timeout_ns: int | None) -> Generator[simpy.Event, Any, bool]:
+        """Idle until ``ready()`` holds while the VP may run (woken by interrupts); False if the
+        timeout passed or the VP went away first."""
+        deadline = None if timeout_ns is None else int(self.env.now) + timeout_ns
+        while True:
+            if not (yield from self._gate()):
+                return False
+            if ready():
+                return True
+            now = int(self.env.now)
+            if deadline is not None and now >= deadline:
+                self.wait_timeouts += 1
+                return False
+            self._irq = self.env.event()
+            waits = [self._irq] if deadline is None else [self._irq, self.env.timeout(deadline - now)]
+            yield self.env.any_of(waits)
+
+    def _receive(self, op: ReceiveMessage) -> Generator[simpy.Event, Any, None]:
+        synic, sint = self.synic, op.sint
+        if not (yield from self._wait(lambda: synic.slot_type(sint) != 0, op.timeout_ns)):
+            return
+        self.last_message, pending = synic.take_slot(sint)
+        self.messages_received += 1
+        if pending:
+            self.eoms += 1
+            yield ask(self.hypervisor, MsrWrite(self.partition_id, self.index, R.Eom, 0))
+
+    def _wait_event(self, op: WaitEvent) -> Generator[simpy.Event, Any, None]:
+        synic = self.synic
+        if (yield from self._wait(lambda: synic.take_flag(op.sint, op.flag), op.timeout_ns)):
+            self.events_received += 1
+
+    def _hypercall(self, op: Hypercall) -> Generator[simpy.Event, Any, None]:
+        backoff = op.retry_ns
+        while True:
+            req = HypercallRequest(self.partition_id, self.index, op.control, op.input)
+            self.last_result = result = yield ask(self.hypervisor, req)
+            self.hypercalls += 1
+            if result.status:
+                self.failed_calls += 1
+            if result.status not in op.retry_on or self.actor_stopped.is_set():
+                return
+            yield self.env.timeout(backoff)
+            backoff = min(backoff * 2, op.retry_ns * 64)
+            if not (yield from self._gate()):
+                return
 
     def _execute(self) -> Generator[simpy.Event, Any, None]:
         ops = self.program.setup
         while not self.actor_stopped.is_set():
             for op in ops:
-                # Each op starts only when the VP exists, may run and is not paused: all three
-                # are re-checked after every wait, since any may change while waiting.
-                while True:
-                    if self.actor_stopped.is_set():
-                        return
-                    if self.paused_until_ns > self.env.now:
-                        self._unpause = self.env.event()
-                        yield self.env.any_of(
-                            [self._unpause, self.env.timeout(self.paused_until_ns - int(self.env.now))]
-                        )
-                    elif not self.runnable:
-                        self._resume = self.env.event()
-                        yield self._resume
-                    else:
-                        break
+                if not (yield from self._gate()):
+                    return
                 if self.crash_code is not None:
                     yield from self._bugcheck(self.crash_code)
                     return
@@ -147,13 +276,23 @@ class VpActor(SimActor):
                     self.busy_until_ns = int(self.env.now) + duration
                     yield self.env.timeout(duration)
                 elif type(op) is Hypercall:
-                    req = HypercallRequest(self.partition_id, self.index, op.control, op.input)
-                    self.last_result = yield ask(self.hypervisor, req)
-                    self.hypercalls += 1
+                    yield from self._hypercall(op)
+                elif type(op) is ReceiveMessage:
+                    yield from self._receive(op)
+                elif type(op) is WaitEvent:
+                    yield from self._wait_event(op)
+                elif type(op) is WriteMsr:
+                    yield ask(self.hypervisor, MsrWrite(self.partition_id, self.index, op.name, op.value))
+                elif type(op) is MemoryWrite:
+                    self.memory_writes += 1
+                    yield ask(
+                        self.hypervisor,
+                        DoorbellWrite(self.partition_id, self.index, op.gpa, op.value, op.size),
+                    )
                 elif type(op) is Halt:
                     self.halted = True
                     self._resume = self.env.event()
-                    yield self._resume  # only teardown wakes a halted VP for now
+                    yield self._resume  # only teardown wakes a halted VP
                     return
             ops = self.program.loop
             if not ops:

@@ -39,6 +39,7 @@ from hvsim.actors.state import (
     HvState,
     proximity_ok,
 )
+from hvsim.actors.synic import SYNIC_RESCAN_REGISTERS
 
 S = HvStatus
 P = PartitionState
@@ -175,9 +176,11 @@ class VpCalls(HvState):
         elif name == R.GuestOsId:
             p.guest_os_id = value
         elif name == R.Eom:
-            pass  # end-of-message trigger: nothing queued to rescan without SynIC messaging
+            self.synic_written(p, vp, name)  # end of message: rescan the queues
         else:
             vp.regs[name] = value
+            if name in SYNIC_RESCAN_REGISTERS:
+                self.synic_written(p, vp, name)
         return OK
 
     def set_vp_registers(self, call: Call) -> HvStatus:

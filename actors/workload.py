@@ -27,13 +27,56 @@ class Hypercall:
     #: Name shown in guest-side counters.
     label: str = ""
 
+    #: Statuses that make the guest wait *retry_ns* and issue the call again (e.g. a VMBus driver
+    #: waiting for ring space on INSUFFICIENT_BUFFERS); the wait doubles up to 64x.
+    retry_on: tuple[int, ...] = ()
+    retry_ns: int = 0
+
 
 @dataclass(frozen=True, slots=True)
 class Halt:
-    """HLT: stop executing; with no interrupt source modelled yet, the VP idles until torn down."""
+    """HLT for good: the VP idles until torn down (waits for interrupts are ReceiveMessage and
+    WaitEvent)."""
 
 
-Op = Compute | Hypercall | Halt
+@dataclass(frozen=True, slots=True)
+class WriteMsr:
+    """WRMSR to a SynIC register (SCONTROL, SIMP, SIEFP, SINTx, EOM), by its register name."""
+
+    name: int
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiveMessage:
+    """Wait (idle, woken by the SINT interrupt) until SIM slot *sint* holds a message, then take it
+    as a SINT handler does: clear the slot and write EOM if MessagePending was set. With a timeout
+    the wait gives up after *timeout_ns* (and the VP checks the slot then: a polling guest)."""
+
+    sint: int
+    timeout_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitEvent:
+    """Wait until SIEF flag *flag* of SINT *sint* is set, then clear it (atomic test-and-clear)."""
+
+    sint: int
+    flag: int
+    timeout_ns: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryWrite:
+    """Write *value* (*size* bytes) at guest physical address *gpa*: rings a doorbell there, if the
+    host connected one (guest memory contents are not otherwise modelled yet)."""
+
+    gpa: int
+    value: int
+    size: int = 4
+
+
+Op = Compute | Hypercall | Halt | WriteMsr | ReceiveMessage | WaitEvent | MemoryWrite
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import simpy
 from hvsim.actors.core import CALL_NAMES, Hypervisor
 from hvsim.actors.hvdef import HvStatus
 from hvsim.actors.model import PartitionState
-from hvsim.actors.seams import CallFault
+from hvsim.actors.seams import CallFault, MessageFault
 from hvsim.actors.trace import EventLog
 from hvsim.faults.plan import (
     REP_CALLS,
@@ -26,11 +26,17 @@ from hvsim.faults.plan import (
     HypercallLatency,
     HypercallPartial,
     HypercallTransient,
+    MessageDelay,
+    MessageDrop,
+    MessageDuplicate,
+    MessageReorder,
     PoolCap,
     PoolDrain,
     PoolFailNth,
     PoolFailProbability,
     PoolRefuseLarge,
+    PortBuffers,
+    SynicBusySlot,
     VpCrash,
     VpPause,
     VpSlow,
@@ -42,6 +48,7 @@ DRAIN_KEY = "fault:drain"
 VP_FAULT_POLL_NS = 100_000
 CALL_FAULTS = (HypercallPartial, HypercallLatency, HypercallTransient)
 POOL_FAULTS = (PoolCap, PoolFailNth, PoolFailProbability, PoolRefuseLarge)
+MESSAGE_FAULTS = (MessageDelay, MessageReorder, MessageDrop, MessageDuplicate)
 
 
 class HostCrashed(Exception):
@@ -90,6 +97,11 @@ class FaultInjector:
             (i, f, self._eligible_calls(f)) for i, f in enumerate(self.faults) if isinstance(f, CALL_FAULTS)
         ]
         self._pool_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, POOL_FAULTS)]
+        self._message_faults = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, MESSAGE_FAULTS)]
+        self._busy = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, SynicBusySlot)]
+        self._buffers = [(i, f) for i, f in enumerate(self.faults) if isinstance(f, PortBuffers)]
+        #: Slots and ports a fault has already reported acting on (one record each, not per query).
+        self._reported: set[tuple[int, int, int, int]] = set()
         self._slowed: list[int] = []
         self._paused: list[tuple[int, int]] = []
 
@@ -169,6 +181,48 @@ class FaultInjector:
                 return False
         return True
 
+    def on_message(
+        self, src_partition: int, dst_partition: int, dst_vp: int, sint: int, kind: str
+    ) -> MessageFault | None:
+        for i, f in self._message_faults:
+            if not self.active(i) or not self._targets(f.target, dst_partition):
+                continue
+            if (f.kinds and kind not in f.kinds) or self.rngs[i].random() >= f.probability:
+                continue
+            label = f"{f.kind}#{i}"
+            where = {"src": src_partition, "partition": dst_partition, "vp": dst_vp, "sint": sint}
+            if isinstance(f, MessageDrop):
+                self.fire(i, **where)
+                return MessageFault(drop=True, fault=label)
+            if isinstance(f, MessageDuplicate):
+                self.fire(i, **where)
+                return MessageFault(duplicate_after_ns=f.after_ns, fault=label)
+            extra = f.extra_ns if isinstance(f, MessageDelay) else self.rngs[i].randint(0, f.window_ns)
+            self.fire(i, extra_ns=extra, **where)
+            return MessageFault(extra_ns=extra, fault=label)
+        return None
+
+    def slot_blocked(self, partition_id: int, vp: int, sint: int) -> bool:
+        for i, f in self._busy:
+            if self.active(i) and self._targets(f.target, partition_id) and f.sint in (None, sint):
+                self._report(i, partition_id, vp, sint, partition=partition_id, vp=vp, sint=sint)
+                return True
+        return False
+
+    def port_buffers(self, partition_id: int, port_id: int, normal: int) -> int:
+        for i, f in self._buffers:
+            if self.active(i) and self._targets(f.target, partition_id) and f.buffers < normal:
+                self._report(i, partition_id, port_id, -1, partition=partition_id, port=port_id)
+                return f.buffers
+        return normal
+
+    def _report(self, index: int, a: int, b: int, c: int, **details: Any) -> None:
+        """Fire once per fault and object for faults the hypervisor queries over and over."""
+        key = (index, a, b, c)
+        if key not in self._reported:
+            self._reported.add(key)
+            self.fire(index, **details)
+
     # --- host steps ---------------------------------------------------------------------------
     def on_host_step(self, step: str) -> HostCrash | None:
         """Called by the host at each named step; raises HostCrashed when a crash fault says so."""
@@ -188,6 +242,8 @@ class FaultInjector:
                 procs.append(self._drain(i, f))
             elif isinstance(f, VpPause | VpCrash | VpSlow):
                 procs.append(self._vp_fault(i, f, vps))
+            elif isinstance(f, SynicBusySlot) and f.end_ns is not None:
+                procs.append(self._rescan_at(f.end_ns))
         procs.append(self._heal_at(self.plan.heal_at_ns, vps))
         return procs
 
@@ -238,6 +294,11 @@ class FaultInjector:
                 done.add(p.id)
             yield self.env.timeout(VP_FAULT_POLL_NS)
 
+    def _rescan_at(self, at_ns: int) -> Generator[simpy.Event, Any, None]:
+        """A busy-slot fault ended: the hypervisor retries the deliveries it held back."""
+        yield self.env.timeout(at_ns)
+        self.hv.rescan_all()
+
     def _heal_at(self, at_ns: int, vps: VpControl) -> Generator[simpy.Event, Any, None]:
         yield self.env.timeout(max(0, at_ns - int(self.env.now)))
         self.heal_all(vps)
@@ -248,6 +309,8 @@ class FaultInjector:
             return
         self.healed = True
         self._give_back_drained()
+        if self._busy:
+            self.hv.rescan_all()
         if vps is not None:
             for pid in self._slowed:
                 vps.slow(pid, 1.0)

@@ -193,6 +193,66 @@ class VpSlow(_Fault):
     factor: Annotated[float, Field(ge=1.0, le=1000.0)] = 4.0
 
 
+MessageKind = Literal["post", "event", "doorbell"]
+
+
+class _MessageFault(_Fault):
+    #: Messages whose target partition (the port owner) matches.
+    target: Target = "any"
+    #: Message kinds affected: "post" (PostMessage), "event" (SignalEvent), "doorbell"; empty:
+    #: all three. Direct posts and signals never travel, so no message fault reaches them.
+    kinds: list[MessageKind] = []
+    probability: Probability = 1.0
+
+
+class MessageDelay(_MessageFault):
+    """Add *extra_ns* to the transit of affected messages."""
+
+    kind: Literal["message.delay"]
+    extra_ns: Annotated[int, Field(ge=1)] = 100_000
+
+
+class MessageReorder(_MessageFault):
+    """Delay each affected message by a random 0..*window_ns*, so messages sent close together
+    overtake each other (breaking the TLFS's in-order delivery through a port bound to one VP)."""
+
+    kind: Literal["message.reorder"]
+    window_ns: Annotated[int, Field(ge=1)] = 50_000
+
+
+class MessageDrop(_MessageFault):
+    """Lose affected messages in transit (the port buffer comes back; nothing is delivered)."""
+
+    kind: Literal["message.drop"]
+    probability: Probability = 0.1
+
+
+class MessageDuplicate(_MessageFault):
+    """Deliver a second copy of affected messages *after_ns* after the first."""
+
+    kind: Literal["message.duplicate"]
+    probability: Probability = 0.1
+    after_ns: Ns = 0
+
+
+class SynicBusySlot(_Fault):
+    """Hold the SIM slot of *sint* (None: every SINT) of target partitions' VPs busy: nothing is
+    delivered into it, so messages queue, port buffers run out (INSUFFICIENT_BUFFERS) and direct
+    posts answer OBJECT_IN_USE; delivery resumes when the fault heals."""
+
+    kind: Literal["synic.busy_slot"]
+    target: Target = "child"
+    sint: Annotated[int, Field(ge=0, le=15)] | None = None
+
+
+class PortBuffers(_Fault):
+    """Message ports of target partitions have only *buffers* message buffers (16 normally)."""
+
+    kind: Literal["port.exhaust_buffers"]
+    target: Target = "any"
+    buffers: Annotated[int, Field(ge=0, le=16)] = 1
+
+
 Fault = Annotated[
     PoolCap
     | PoolFailNth
@@ -205,7 +265,13 @@ Fault = Annotated[
     | HostCrash
     | VpPause
     | VpCrash
-    | VpSlow,
+    | VpSlow
+    | MessageDelay
+    | MessageReorder
+    | MessageDrop
+    | MessageDuplicate
+    | SynicBusySlot
+    | PortBuffers,
     Field(discriminator="kind"),
 ]
 
@@ -213,7 +279,8 @@ FAULT_KINDS: dict[str, type[_Fault]] = {
     model.model_fields["kind"].annotation.__args__[0]: model  # type: ignore[union-attr]
     for model in (
         PoolCap, PoolFailNth, PoolFailProbability, PoolRefuseLarge, PoolDrain, HypercallPartial,
-        HypercallLatency, HypercallTransient, HostCrash, VpPause, VpCrash, VpSlow,
+        HypercallLatency, HypercallTransient, HostCrash, VpPause, VpCrash, VpSlow, MessageDelay,
+        MessageReorder, MessageDrop, MessageDuplicate, SynicBusySlot, PortBuffers,
     )
 }  # fmt: skip
 

@@ -70,6 +70,16 @@ def _knobs(kind: str, rng: random.Random, heal_at_ns: int) -> dict[str, Any]:
         knobs |= {"vp": rng.randint(0, 3)}
     elif kind == "vp.slow":
         knobs |= {"factor": rng.choice([2.0, 5.0, 20.0])}
+    elif kind == "message.delay":
+        knobs |= {"probability": round(rng.uniform(0.05, 1), 3), "extra_ns": rng.choice([10_000, 1_000_000])}
+    elif kind == "message.reorder":
+        knobs |= {"window_ns": rng.choice([5_000, 50_000, 500_000])}
+    elif kind in ("message.drop", "message.duplicate"):
+        knobs |= {"probability": round(rng.uniform(0.01, 0.3), 3)}
+    elif kind == "synic.busy_slot":
+        knobs |= {"end_ns": knobs["start_ns"] + rng.choice([100_000, 1_000_000, 5_000_000])}
+    elif kind == "port.exhaust_buffers":
+        knobs |= {"buffers": rng.randint(0, 4)}
     return knobs
 
 

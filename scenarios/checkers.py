@@ -13,6 +13,7 @@ from typing import Any
 from hvsim.actors.core import Hypervisor
 from hvsim.actors.memory import HOST
 from hvsim.actors.model import LEGAL_TRANSITIONS, PartitionState
+from hvsim.actors.synic import Fate
 
 
 @dataclass(frozen=True)
@@ -172,11 +173,148 @@ def host_pages_returned(hv: Hypervisor) -> list[Violation]:
     return []
 
 
+def message_buffers(hv: Hypervisor) -> list[Violation]:
+    """Every port's buffers in use are exactly its undelivered posted messages; every queued
+    message is in its target's queue and every queue holds only undelivered messages."""
+    out = []
+    held: dict[int, int] = {}
+    queued: set[int] = set()
+    for msg in hv.undelivered.values():
+        if msg.holds_buffer and msg.port is not None:
+            held[id(msg.port)] = held.get(id(msg.port), 0) + 1
+        if msg.fate is Fate.QUEUED:
+            queued.add(msg.id)
+    for p in hv.partitions.values():
+        for port in p.ports.values():
+            expected = held.get(id(port), 0)
+            if port.buffers_in_use != expected or expected > hv.config.port_message_buffers:
+                out.append(
+                    Violation(
+                        "message-accounting",
+                        f"port {port.id} of partition {p.id}: {port.buffers_in_use} buffers in use, "
+                        f"{expected} messages hold one",
+                        {"partition": p.id, "port": port.id},
+                    )
+                )
+        for vp in p.vps.values():
+            for sint, queue in enumerate(vp.synic.queues):
+                for msg in queue:
+                    if msg.id not in queued or hv.undelivered.get(msg.id) is not msg:
+                        out.append(
+                            Violation(
+                                "message-accounting",
+                                f"message {msg.id} is in the queue of partition {p.id} VP {vp.index} "
+                                f"SINT {sint} but is {msg.fate.value}",
+                                {"message": msg.id},
+                            )
+                        )
+                    queued.discard(msg.id)
+    for mid in sorted(queued):
+        out.append(Violation("message-accounting", f"message {mid} is queued nowhere", {"message": mid}))
+    return out
+
+
+#: The hypercall that posts each kind of message ("doorbell" has none: a guest memory write).
+POSTING_CALLS = {
+    "PostMessage": "post",
+    "SignalEvent": "event",
+    "PostMessageDirect": "direct",
+    "SignalEventDirect": "direct_event",
+}
+
+
+def message_counts(records: Iterable[dict[str, Any]], hv: Hypervisor) -> dict[str, Any]:
+    """How every message attempt ended: refused by the call (per status), posted, and then
+    delivered, freed, dropped by a fault, or still undelivered (in transit or queued)."""
+    attempts: dict[str, dict[str, int]] = {}
+    ends = {"message.delivered": 0, "message.freed": 0, "message.dropped": 0}
+    posted = copies = 0
+    for rec in records:
+        event = rec["event"]
+        if event in ends:
+            ends[event] += 1
+        elif event == "message.posted":
+            posted += 1
+            copies += "copy_of" in rec
+        elif event == "hypercall" and rec["call"] in POSTING_CALLS:
+            per_status = attempts.setdefault(rec["call"], {})
+            per_status[rec["status"]] = per_status.get(rec["status"], 0) + 1
+    refused = sum(n for per in attempts.values() for st, n in per.items() if st != "SUCCESS")
+    return {
+        "attempts": attempts,
+        "refused": refused,
+        "posted": posted,
+        "duplicates": copies,
+        "delivered": ends["message.delivered"],
+        "freed": ends["message.freed"],
+        "dropped": ends["message.dropped"],
+        "undelivered": len(hv.undelivered),
+    }
+
+
+def message_accounting(records: list[dict[str, Any]], hv: Hypervisor) -> list[Violation]:
+    """Every message is accounted for: each post ends at most once (delivered, freed or dropped),
+    the ones that have not ended are exactly the hypervisor's undelivered messages, and each
+    posting call's successes match the messages it posted (the rest were refused with a status)."""
+    out = []
+    open_ids: dict[int, dict[str, Any]] = {}
+    kinds: dict[str, int] = {}
+    for rec in records:
+        event = rec["event"]
+        if event == "message.posted":
+            open_ids[rec["id"]] = rec
+            if "copy_of" not in rec:
+                kinds[rec["kind"]] = kinds.get(rec["kind"], 0) + 1
+        elif event in ("message.delivered", "message.freed", "message.dropped"):
+            ended = open_ids.pop(rec["id"], None)
+            if ended is None:
+                out.append(
+                    Violation(
+                        "message-accounting",
+                        f"{event} for message {rec['id']}, which was not posted or already ended",
+                        {"message": rec["id"]},
+                        rec.get("t"),
+                        rec.get("seq"),
+                    )
+                )
+    if sorted(open_ids) != sorted(hv.undelivered):
+        out.append(
+            Violation(
+                "message-accounting",
+                f"{len(open_ids)} messages have no end in the log but the hypervisor holds "
+                f"{len(hv.undelivered)} undelivered",
+                {"log": sorted(open_ids)[:20], "hypervisor": sorted(hv.undelivered)[:20]},
+            )
+        )
+    counts = message_counts(records, hv)["attempts"]
+    for call, kind in POSTING_CALLS.items():
+        ok = counts.get(call, {}).get("SUCCESS", 0)
+        if ok != kinds.get(kind, 0):
+            out.append(
+                Violation(
+                    "message-accounting",
+                    f"{ok} {call} calls succeeded but {kinds.get(kind, 0)} '{kind}' messages were posted",
+                    {"call": call},
+                )
+            )
+    return out
+
+
 STATE_CHECKERS: dict[str, Callable[[Hypervisor], list[Violation]]] = {
     "page-conservation": page_conservation,
     "pool-balance": pool_balances,
+    "message-accounting": message_buffers,
 }
 
 
 def check_state(hv: Hypervisor) -> list[Violation]:
     return [v for check in STATE_CHECKERS.values() for v in check(hv)]
+
+
+def memory_fingerprint(hv: Hypervisor) -> tuple[int, ...]:
+    """Changes whenever page ownership or any pool's free / in-use split changes: while it stays
+    the same, the page and pool checkers would find what they found last time."""
+    key = [hv.memory.version]
+    for p in hv.partitions.values():
+        key += (p.id, len(p.pool.available), p.pool.in_use, len(p.pool.charges))
+    return tuple(key)

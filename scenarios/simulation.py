@@ -63,6 +63,8 @@ class Simulation:
         self.host_class: type | None = None
         #: Called with each named host step (fault injection's seam into the host).
         self.host_step_hooks: list[Callable[[str], None]] = []
+        #: What the scenario counted (requests served, doorbells...), reported in summary.json.
+        self.counters: dict[str, int] = {}
         #: Every host process started with :meth:`process` (a host crash ends them all).
         self.host_processes: list[simpy.Process] = []
         with self.runtime.active():
@@ -163,6 +165,18 @@ class Simulation:
         with self.runtime.active():
             self._hv_actor.partition_refs[partition_id].tell(ToVp(vp_index, message))
         return True
+
+    def vp_actor(self, partition_id: int, vp_index: int) -> VpActor | None:
+        """The live actor of one VP (host code on a root VP uses its interrupt line and SIM page)."""
+        for actor in self.vp_actors():
+            if actor.partition_id == partition_id and actor.index == vp_index:
+                return actor
+        return None
+
+    def tell_hypervisor(self, message: object) -> None:
+        """Send the hypervisor actor a message that is not a hypercall (e.g. ``Rescan``)."""
+        with self.runtime.active():
+            self.hv_ref.tell(message)
 
     def vp_actors(self) -> list[VpActor]:
         """The live VP actors (inspection for checkers)."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from hvsim.actors.core import CALL_NAMES
 from hvsim.actors.hvdef import HvStatus
 from hvsim.actors.memory import HOST
-from hvsim.scenarios.checkers import Violation
+from hvsim.scenarios.checkers import Violation, message_counts
 from hvsim.scenarios.simulation import Simulation
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ def build_summary(
     violations: list[Violation],
     error: str | None,
     faults: dict[str, Any] | None = None,
+    records: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     hv = sim.hv
     by_call: dict[str, dict[str, int]] = {}
@@ -40,7 +41,13 @@ def build_summary(
     created = hv.next_partition_id - hv.config.first_partition_id - 1  # the root is not "created"
     mem = hv.memory
     host_owned = mem.owner.count(HOST)
-    checker_names = ["page-conservation", "pool-balance", "state-transitions", "no-use-after-delete"]
+    checker_names = [
+        "page-conservation",
+        "pool-balance",
+        "message-accounting",
+        "state-transitions",
+        "no-use-after-delete",
+    ]
     if sc.expect_all_reclaimed:
         checker_names += ["all-reclaimed", "host-pages-returned"]
     if faults is not None:
@@ -73,6 +80,8 @@ def build_summary(
         "checkers": {
             name: {"ok": not [v for v in violations if v.checker == name]} for name in checker_names
         },
+        "messages": message_counts(records, hv) if records is not None else None,
+        "counters": dict(sorted(sim.counters.items())),
         "violations": [v.to_json() for v in violations],
         "faults": faults,
         # The only part of a run that is not a function of the seed.

@@ -15,19 +15,25 @@ from hvsim.actors.hvdef import (
     HV_PARTITION_ID_SELF,
     HV_VP_INDEX_SELF,
     INITIAL_VP_CONTEXT,
+    POST_MESSAGE_INPUT,
     REGISTER_ASSOC,
+    SIGNAL_EVENT_INPUT,
     START_VIRTUAL_PROCESSOR_HEADER,
+    SYNIC_ENABLE,
     VP_REGISTERS_INPUT,
+    HvStatus,
     HypercallCode,
     InitialVpContext,
+    PostMessageInput,
     RegisterAssoc,
     RegisterName,
+    SignalEventInput,
     StartVirtualProcessorHeader,
     VpRegistersInput,
     X64Segment,
     control,
 )
-from hvsim.actors.workload import Compute, Hypercall, Op, Program
+from hvsim.actors.workload import Compute, Hypercall, Op, Program, WriteMsr
 
 C = HypercallCode
 R = RegisterName
@@ -101,3 +107,37 @@ def hypercall_storm(vp_index: int) -> Program:
     """Back-to-back GetVpRegisters on itself with no compute: the benchmark's guest."""
     del vp_index
     return Program(loop=(get_own_registers([R.Rip]),), name="hypercall-storm")
+
+
+# --- SynIC guest code ------------------------------------------------------------------------------
+#: Where guests map their SynIC overlay pages (any GPA works: the hypervisor overlays them).
+SIMP_GPA = 0xFEB0_0000
+SIEFP_GPA = 0xFEB0_1000
+
+
+def enable_synic(sints: dict[int, int]) -> tuple[Op, ...]:
+    """What a Hyper-V guest does at boot: map SIMP and SIEFP, unmask its SINTs (SINT -> vector),
+    then set SCONTROL.enable."""
+    ops: list[Op] = [WriteMsr(R.Sipp, SIMP_GPA | SYNIC_ENABLE), WriteMsr(R.Sifp, SIEFP_GPA | SYNIC_ENABLE)]
+    ops += [WriteMsr(R.Sint0 + sint, vector) for sint, vector in sorted(sints.items())]
+    ops.append(WriteMsr(R.Scontrol, SYNIC_ENABLE))
+    return tuple(ops)
+
+
+def post_message(
+    connection_id: int, message_type: int, payload: bytes, *, retry_ns: int = 10_000
+) -> Hypercall:
+    """HvCallPostMessage; the guest waits and retries while the port's buffers are all in use."""
+    data = POST_MESSAGE_INPUT.pack(PostMessageInput(connection_id, 0, message_type, len(payload), payload))
+    return Hypercall(
+        control(C.PostMessage),
+        data,
+        "PostMessage",
+        retry_on=(HvStatus.INSUFFICIENT_BUFFERS,),
+        retry_ns=retry_ns,
+    )
+
+
+def signal_event(connection_id: int, flag: int) -> Hypercall:
+    data = SIGNAL_EVENT_INPUT.pack(SignalEventInput(connection_id, flag, 0))
+    return Hypercall(control(C.SignalEvent, fast=True), data, "SignalEvent")
