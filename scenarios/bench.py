@@ -4,6 +4,8 @@
   and a get each way), the cheapest message round trip SimPy offers;
 * hvsim: hypercall round trips issued by guest VPs inside the simulation (two VPs of one partition
   running back-to-back GetVpRegisters on themselves), with the event log off and on;
+* messages: SynIC messages per wall second between two children ping-ponging requests and
+  responses through brokered message ports (PostMessage, transit, slot delivery, EOM), log on;
 * a whole scenario: events per wall second for the default scenario;
 * chaos: swarm seeds per wall second with 1 and 2 worker processes (target: >= 1.8x with 2).
 
@@ -24,12 +26,22 @@ from typing import Any
 
 import simpy
 
+from hvsim.actors.workload import Program, ReceiveMessage
 from hvsim.scenarios.chaos import Campaign, run_campaign
 from hvsim.scenarios.host import PartitionSpec, ReferenceHost
 from hvsim.scenarios.library import DEFAULT_SCENARIO
+from hvsim.scenarios.messaging import (
+    GUEST_SINTS,
+    MESSAGE_SINT,
+    MSG_CONN,
+    REQUEST,
+    RESPONSE,
+    broker_channel,
+    offer,
+)
 from hvsim.scenarios.runner import run_scenario
 from hvsim.scenarios.simulation import Simulation
-from hvsim.scenarios.workload import hypercall_storm
+from hvsim.scenarios.workload import enable_synic, hypercall_storm, post_message
 
 
 @dataclass
@@ -42,6 +54,9 @@ class BenchReport:
     hypercalls_per_s_log_off: float
     hypercalls_per_s_log_on: float
     scenario_events_per_s: float
+    #: SynIC messages delivered per wall second (ping-pong between two children, log on).
+    messages_per_s: float
+    ratio_messages_to_store: float
     ratio_hypercalls_to_store: float
     ratio_log_on_to_off: float
     #: Swarm chaos seeds per wall second with 1 and 2 worker processes (0: not measured).
@@ -102,6 +117,34 @@ def vp_hypercalls(n: int, *, log: bool) -> float:
     return done / elapsed
 
 
+def message_ping_pong(n: int) -> float:
+    """SynIC messages delivered per wall second: a client and a server child exchange requests and
+    responses as fast as they can (no compute between them), each message one PostMessage, one
+    transit and one slot delivery taken by the guest."""
+    sim = Simulation(0)
+    setup = (*enable_synic(GUEST_SINTS), ReceiveMessage(MESSAGE_SINT))
+    client = Program(setup, (post_message(MSG_CONN, REQUEST, b"ping"), ReceiveMessage(MESSAGE_SINT)))
+    server = Program(setup, (ReceiveMessage(MESSAGE_SINT), post_message(MSG_CONN, RESPONSE, b"pong")))
+
+    def boot() -> Generator[simpy.Event, Any, None]:
+        host = ReferenceHost(sim)
+        a = yield from host.boot(PartitionSpec(vps=1, program=lambda _i: client))
+        b = yield from host.boot(PartitionSpec(vps=1, program=lambda _i: server))
+        yield from broker_channel(host, a, b)
+        yield from offer(host, b)
+        yield from offer(host, a)
+
+    sim.run_process(boot())
+    first = sim.hv.next_message_id
+    start = time.perf_counter()
+    while sim.hv.next_message_id - first < n:
+        sim.run(sim.now_ns + 2_000_000)
+    elapsed = time.perf_counter() - start
+    done = sim.hv.next_message_id - first - len(sim.hv.undelivered)
+    sim.close()
+    return done / elapsed
+
+
 def scenario_events(seed: int = 0) -> float:
     result = run_scenario(DEFAULT_SCENARIO, seed)
     rate = result.summary["wall"]["events_per_second"]
@@ -130,6 +173,8 @@ def run_benchmarks(
     echo(f"  VP hypercalls, log off      : {off:12,.0f} /s  ({off / store:.2f} x Store; target >= 0.50)")
     on = _best(repeat, lambda: vp_hypercalls(calls, log=True))
     echo(f"  VP hypercalls, log on       : {on:12,.0f} /s  ({on / off:.2f} x log off; target >= 0.67)")
+    messages = _best(repeat, lambda: message_ping_pong(calls // 4))
+    echo(f"  SynIC messages (ping-pong)  : {messages:12,.0f} /s  ({messages / store:.2f} x Store)")
     events = _best(repeat, scenario_events)
     echo(f"  default scenario            : {events:12,.0f} events/s")
     report = BenchReport(
@@ -141,6 +186,8 @@ def run_benchmarks(
         hypercalls_per_s_log_off=round(off),
         hypercalls_per_s_log_on=round(on),
         scenario_events_per_s=round(events),
+        messages_per_s=round(messages),
+        ratio_messages_to_store=round(messages / store, 3),
         ratio_hypercalls_to_store=round(off / store, 3),
         ratio_log_on_to_off=round(on / off, 3),
     )
