@@ -13,6 +13,7 @@ import json
 import random
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -27,7 +28,9 @@ from hvsim.scenarios.runner import run_scenario, write_outputs
 #: Outcome -> exit code (documented in the README); the worst outcome of a campaign decides.
 EXIT_CODES = {"pass": 0, "safety": 3, "liveness": 4, "host-error": 4, "nondeterminism": 5, "harness": 6}
 _SEVERITY = ["pass", "liveness", "host-error", "safety", "nondeterminism", "harness"]
-LIVENESS_CHECKERS = frozenset({"host-finishes", "vps-run", "all-reclaimed", "host-pages-returned"})
+LIVENESS_CHECKERS = frozenset(
+    {"host-finishes", "vps-run", "all-reclaimed", "host-pages-returned", "message-progress"}
+)
 
 #: "Sometimes" properties: things a good campaign makes happen at least once. A campaign in which
 #: one never happens is not exercising what it claims to (flagged in the summary, not a failure).
@@ -107,11 +110,19 @@ def _on_alarm(_signum: int, _frame: object) -> None:
     raise _SeedTimeout
 
 
-def run_seed(campaign: Campaign, seed: int, artifact_root: str | None) -> SeedResult:
-    """One seed, in a worker process (top-level so it pickles). Never raises."""
+def run_seed(
+    campaign: Campaign, seed: int, artifact_root: str | None, shown_root: str | None = None
+) -> SeedResult:
+    """One seed, in a worker process (top-level so it pickles). Never raises. A failure's artifact
+    goes under *artifact_root*; its repro command names *shown_root* (default: the same), where
+    the artifact will be when a remote worker's files have been copied home."""
     start = time.perf_counter()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    signal.alarm(campaign.time_limit_s)
+    # The wall-clock limit needs SIGALRM, which only the main thread of a process can take: local
+    # worker processes have it; a Dask worker runs tasks in threads (README: limits on Dask).
+    alarm = threading.current_thread() is threading.main_thread()
+    if alarm:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        signal.alarm(campaign.time_limit_s)
     try:
         plan = campaign.plan_for(seed)
         host_class = load_host_class(campaign.host) if campaign.host else None
@@ -123,7 +134,8 @@ def run_seed(campaign: Campaign, seed: int, artifact_root: str | None) -> SeedRe
     except Exception as exc:  # hvsim itself failed: a harness error, reported, never swallowed
         return SeedResult(seed, "harness", None, f"{type(exc).__name__}: {exc}", 0, 0, 0.0, "", "")
     finally:
-        signal.alarm(0)
+        if alarm:
+            signal.alarm(0)
     lines = result.sim.log.lines
     digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
     if result.ok:
@@ -137,7 +149,9 @@ def run_seed(campaign: Campaign, seed: int, artifact_root: str | None) -> SeedRe
     fired = json.dumps((result.summary.get("faults") or {}).get("fired", {}), sort_keys=True)
     coverage = json.dumps(coverage_of(result), sort_keys=True)
     if outcome != "pass" and artifact_root is not None:
-        _write_artifact(Path(artifact_root) / f"seed-{seed}", campaign, seed, plan, result)
+        folder = f"seed-{seed}"
+        shown = Path(shown_root or artifact_root) / folder
+        _write_artifact(Path(artifact_root) / folder, campaign, seed, plan, result, shown)
     return SeedResult(
         seed,
         outcome,
@@ -161,12 +175,14 @@ def repro_command(campaign: Campaign, seed: int, plan_path: Path | None) -> str:
     return " ".join(parts)
 
 
-def _write_artifact(folder: Path, campaign: Campaign, seed: int, plan: FaultPlan, result: Any) -> None:
+def _write_artifact(
+    folder: Path, campaign: Campaign, seed: int, plan: FaultPlan, result: Any, shown: Path
+) -> None:
     write_outputs(result, folder)
     plan_path = None
     if plan.faults:
-        plan_path = folder / "plan.toml"
-        plan_path.write_text(plan.to_toml())
+        (folder / "plan.toml").write_text(plan.to_toml())
+        plan_path = shown / "plan.toml"
     (folder / "events-tail.jsonl").write_text("\n".join(result.sim.log.lines[-200:]) + "\n")
     manifest = {"campaign": asdict(campaign), "seed": seed, "repro": repro_command(campaign, seed, plan_path)}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -214,12 +230,20 @@ def run_campaign(
     *,
     jobs: int,
     on_result: Callable[[SeedResult], None] = lambda _r: None,
+    scheduler: str | None = None,
 ) -> list[SeedResult]:
-    """Run every seed of *seeds* not yet in *out_dir*'s store, *jobs* at a time; return all rows."""
+    """Run every seed of *seeds* not yet in *out_dir*'s store, *jobs* at a time (or on the Dask
+    cluster whose scheduler is at *scheduler*); return all rows, in seed order."""
     store = ResultStore(out_dir / "results.sqlite", campaign)
     todo = [s for s in seeds if s not in store.done()]
     artifacts = str(out_dir / "failures")
-    if jobs <= 1:
+    if scheduler is not None:
+        from hvsim.scenarios.dask_backend import run_on_dask
+
+        for r in run_on_dask(campaign, todo, scheduler, Path(artifacts)):
+            store.add(r)
+            on_result(r)
+    elif jobs <= 1:
         for seed in todo:
             r = run_seed(campaign, seed, artifacts)
             store.add(r)

@@ -13,7 +13,7 @@ from typing import Any
 from hvsim.actors.core import Hypervisor
 from hvsim.actors.memory import HOST
 from hvsim.actors.model import LEGAL_TRANSITIONS, PartitionState
-from hvsim.actors.synic import Fate
+from hvsim.actors.synic import Fate, sim_enabled
 
 
 @dataclass(frozen=True)
@@ -212,6 +212,44 @@ def message_buffers(hv: Hypervisor) -> list[Violation]:
     for mid in sorted(queued):
         out.append(Violation("message-accounting", f"message {mid} is queued nowhere", {"message": mid}))
     return out
+
+
+def stalled_queues(hv: Hypervisor) -> dict[tuple[int, int, int], int]:
+    """(partition, VP, SINT) -> id of the queue's head, for every queue the hypervisor would deliver
+    from at the next scan but has not: messages wait, the slot is empty, SynIC and SIMP enabled.
+    Legitimate only for an instant (a guest between clearing the slot and writing EOM)."""
+    out = {}
+    for p in hv.partitions.values():
+        for vp in p.vps.values():
+            for sint, queue in enumerate(vp.synic.queues):
+                if queue and not vp.synic.slot_type(sint) and sim_enabled(vp.regs):
+                    out[(p.id, vp.index, sint)] = queue[0].id
+    return out
+
+
+class MessageProgress:
+    """Liveness of message delivery, at quiescent points: a queue whose slot is empty must not stay
+    stuck on the same head message from one point to the next. It catches a receiver that clears
+    a slot with MessagePending set but never writes EOM, and a hypervisor that misses a rescan.
+    (Run it only while no fault holds slots busy or pauses VPs.)"""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[int, int, int], int] = {}
+
+    def __call__(self, hv: Hypervisor) -> list[Violation]:
+        now = stalled_queues(hv)
+        out = [
+            Violation(
+                "message-progress",
+                f"partition {p} VP {vp} SINT {sint}: message {mid} waits behind an empty slot "
+                "since the last check (MessagePending without EOM?)",
+                {"partition": p, "vp": vp, "sint": sint, "message": mid},
+            )
+            for (p, vp, sint), mid in now.items()
+            if self.last.get((p, vp, sint)) == mid
+        ]
+        self.last = now
+        return out
 
 
 #: The hypercall that posts each kind of message ("doorbell" has none: a guest memory write).

@@ -156,6 +156,8 @@ def _compare_with_fresh_process(
 @click.option("--time-limit", type=click.IntRange(1), default=120, show_default=True,
               help="Wall seconds one seed may take.")  # fmt: skip
 @click.option("--check-determinism", is_flag=True, help="Rerun a sample of seeds and compare event logs.")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Run on a Dask cluster (e.g. tcp://host:8786) instead of local workers.")  # fmt: skip
 def chaos(
     scenario: str,
     seeds: int,
@@ -167,6 +169,7 @@ def chaos(
     out_dir: Path | None,
     time_limit: int,
     check_determinism: bool,
+    scheduler: str | None,
 ) -> None:
     """Run SCENARIO for many seeds in parallel; resume with the same command after an interruption.
 
@@ -174,6 +177,7 @@ def chaos(
     5 nondeterminism; 6 a harness error (hvsim failed, or a seed exceeded --time-limit).
     """
     from hvsim.scenarios.chaos import EXIT_CODES, Campaign, SeedResult, run_campaign, run_seed, worst
+    from hvsim.scenarios.dask_backend import DaskUnavailable
 
     try:
         sc = load(scenario)
@@ -202,9 +206,14 @@ def chaos(
                 bar.update(1, r)
 
             bar.update(0)
-            results = run_campaign(campaign, seed_range, out, jobs=jobs, on_result=on_result)
+            results = run_campaign(
+                campaign, seed_range, out, jobs=jobs, on_result=on_result, scheduler=scheduler
+            )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    except DaskUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CODES["harness"])
     outcome = worst(results)
     _chaos_table(results, out)
     if check_determinism:

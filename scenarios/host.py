@@ -272,6 +272,12 @@ class ReferenceHost:
         """What a freshly restarted host runs after a crash: here, reclaim every child."""
         return (yield from self.reclaim_all())
 
+    # --- messages ------------------------------------------------------------------------------
+    def take_message(self, sint: int, timeout_ns: int | None = None) -> Gen[bytes | None]:
+        """Take the next message from SINT *sint* of the host's VP: clear the slot and, if
+        MessagePending was set, write EOM so the next queued message is delivered."""
+        return (yield from self.api.receive_message(sint, timeout_ns))
+
     def lifecycle(self, spec: PartitionSpec, run_ns: int) -> Gen[int]:
         """Boot a partition, let it run for *run_ns*, tear it down; returns its id."""
         pid = yield from self.boot(spec)

@@ -188,7 +188,7 @@ def doorbell_session(
     )
     notifications = completions = 0
     while sim.now_ns < end:
-        message = yield from api.receive_message(HV_SYNIC_DOORBELL_SINT, timeout_ns=end - sim.now_ns)
+        message = yield from host.take_message(HV_SYNIC_DOORBELL_SINT, timeout_ns=end - sim.now_ns)
         if message is None:
             break
         notifications += 1

@@ -69,10 +69,11 @@ FULL_CHECK_EVERY = 100
 
 
 def _quiescent_checks(
-    sim: Simulation, every_ns: int, found: list[Violation]
+    sim: Simulation, every_ns: int, found: list[Violation], injector: FaultInjector | None = None
 ) -> Generator[simpy.Event, Any, None]:
     env = sim.env
     last: tuple[int, ...] = ()
+    progress = checkers.MessageProgress()
     for n in itertools.count(1):
         point = simpy.Event(env)
         point._ok = True
@@ -87,6 +88,8 @@ def _quiescent_checks(
         else:
             bad = checkers.message_buffers(sim.hv)
         last = key
+        if injector is None or injector.healed:  # faults may hold slots busy or pause receivers
+            bad += progress(sim.hv)
         if bad:
             seq = sim.log.seq
             found.extend(Violation(v.checker, v.message, v.objects, sim.now_ns, seq) for v in bad)
@@ -129,7 +132,7 @@ def run_scenario(
         injector = faulting.install(sim, plan)
         result.injector = injector
         if check_every_ns:
-            sim.env.process(_quiescent_checks(sim, check_every_ns, result.violations))
+            sim.env.process(_quiescent_checks(sim, check_every_ns, result.violations, injector))
         if injector is not None:
             sim.env.process(
                 _after(sim, plan.heal_at_ns, faulting.vps_make_progress(sim, 5_000_000, result.liveness))

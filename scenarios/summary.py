@@ -45,6 +45,7 @@ def build_summary(
         "page-conservation",
         "pool-balance",
         "message-accounting",
+        "message-progress",
         "state-transitions",
         "no-use-after-delete",
     ]

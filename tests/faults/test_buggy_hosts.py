@@ -152,6 +152,24 @@ class LeaksOnCrashRecovery(ReferenceHost):
         return reclaimed
 
 
+class SkipsEom(ReferenceHost):
+    """Takes each message out of its SINT slot like a SINT handler, but never writes EOM when the
+    message carried MessagePending: the message queued behind it is never delivered."""
+
+    def take_message(self, sint: int, timeout_ns: int | None = None) -> Gen:
+        actor = self.sim.vp_actor(self.api.caller, self.api.vp)
+        assert actor is not None
+        env = self.sim.env
+        deadline = None if timeout_ns is None else self.sim.now_ns + timeout_ns
+        while not actor.synic.slot_type(sint):
+            if deadline is not None and self.sim.now_ns >= deadline:
+                return None
+            irq = actor.next_interrupt()
+            yield irq if deadline is None else env.any_of([irq, env.timeout(deadline - self.sim.now_ns)])
+        message, _pending = actor.synic.take_slot(sint)
+        return message  # BUG: MessagePending means "write EOM", or the queue stalls
+
+
 def plan(*faults: dict[str, Any], heal_at_ns: int = 50 * MS) -> FaultPlan:
     return FaultPlan.model_validate({"name": "buggy-host", "heal_at_ns": heal_at_ns, "fault": list(faults)})
 
@@ -182,6 +200,9 @@ CASES: list[tuple[type[ReferenceHost], str, int, FaultPlan, str]] = [
      "error:CreateVp (gave up after 8 immediate retries)"),
     (LeaksOnCrashRecovery, "lifecycle", 2, plan({"kind": "host.crash", "step": "boot.end"}),
      "checker:all-reclaimed"),
+    (SkipsEom, "doorbell", 0,
+     plan({"kind": "message.duplicate", "kinds": ["doorbell"], "probability": 0.5}, heal_at_ns=20 * MS),
+     "checker:message-progress"),
 ]  # fmt: skip
 
 
