@@ -109,11 +109,11 @@ class MessageCalls(HvState):
             return status
         if inp.flag_number >= port.flag_count:
             return S.INVALID_PARAMETER
-        status, vp = self._port_vp(owner, port, sief_enabled)
+        sint = port.target_sint
+        # A masked SINT cannot take an event (INVALID_SYNIC_STATE), so HV_ANY_VP passes over it.
+        status, vp = self._port_vp(owner, port, lambda r: sief_enabled(r) and not sint_masked(r, sint))
         if vp is None:
             return status
-        if sint_masked(vp.regs, port.target_sint):
-            return S.INVALID_SYNIC_STATE
         self._send(
             Message(self._message_id(), Kind.EVENT, caller.id, call.vp, owner.id, vp.index,
                     port.target_sint, b"", port, flag=port.base_flag + inp.flag_number)

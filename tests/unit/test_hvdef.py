@@ -528,6 +528,12 @@ SPEC_SIZES: dict[str, int] = {
     "CONNECT_PORT_INPUT": 72,  # 4.39
     "CONNECTION_INFO": 32,  # 5.5
     "PORT_ID_INPUT": 16,  # DeletePort / DisconnectPort
+    "MESSAGE_HEADER": 16,  # 5.9 HV_MESSAGE header
+    "POST_MESSAGE_INPUT": 256,  # 4.42
+    "SIGNAL_EVENT_INPUT": 8,  # 4.43
+    "POST_MESSAGE_DIRECT_INPUT": 280,  # 4.41 (erratum D4)
+    "SIGNAL_EVENT_DIRECT_INPUT": 16,  # 4.44
+    "SIGNAL_EVENT_DIRECT_OUTPUT": 8,  # 4.44
 }
 
 #: (field, offset, size) from the spec's per-call offset tables.
