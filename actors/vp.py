@@ -140,6 +140,10 @@ class VpActor(SimActor):
         self.eoms = 0
         self.wait_timeouts = 0
         self.memory_writes = 0
+        #: Idle in ReceiveMessage / WaitEvent until an interrupt (like HLT: not stuck, waiting).
+        self.waiting = False
+        #: Times the program's loop has started.
+        self.loops = 0
         #: Hypercalls answered with a status other than SUCCESS.
         self.failed_calls = 0
         self.last_message = b""
@@ -229,7 +233,9 @@ class VpActor(SimActor):
                 return False
             self._irq = self.env.event()
             waits = [self._irq] if deadline is None else [self._irq, self.env.timeout(deadline - now)]
+            self.waiting = True
             yield self.env.any_of(waits)
+            self.waiting = False
 
     def _receive(self, op: ReceiveMessage) -> Generator[simpy.Event, Any, None]:
         synic, sint = self.synic, op.sint
@@ -295,8 +301,12 @@ class VpActor(SimActor):
                     yield self._resume  # only teardown wakes a halted VP
                     return
             ops = self.program.loop
-            if not ops:
+            if self.program.max_loops is not None and self.loops >= self.program.max_loops:
+                ops = (Halt(),)  # the workload limit is reached: idle until torn down
+            elif not ops:
                 return
+            else:
+                self.loops += 1
 
     def _bugcheck(self, code: int) -> Generator[simpy.Event, Any, None]:
         """What a guest's crash handler does on Hyper-V: write GuestCrashP0-P4, then GuestCrashCtl

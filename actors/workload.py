@@ -86,6 +86,8 @@ class Program:
     name: str = "program"
     #: Free-form facts about how the program was drawn (seed, parameters), for the event log.
     params: dict[str, int | str] = field(default_factory=dict)
+    #: Run the loop at most this many times, then idle as after Halt (None: until torn down).
+    max_loops: int | None = None
 
 
 IDLE = Program(loop=(Halt(),), name="idle")

@@ -86,7 +86,14 @@ class FaultInjector:
         self.hv = hv
         self.log = log
         self.faults = plan.faults
-        self.rngs = [random.Random(f"{seed}:{i}:{f.kind}") for i, f in enumerate(self.faults)]
+        # A fault's stream derives from what the fault is, not where it stands in the plan, so
+        # dropping other faults (shrinking) leaves it drawing exactly the same numbers.
+        seen: Counter[str] = Counter()
+        self.rngs = []
+        for f in self.faults:
+            identity = f.model_dump_json()
+            seen[identity] += 1
+            self.rngs.append(random.Random(f"{seed}:{identity}:{seen[identity]}"))
         self.fired: Counter[str] = Counter()
         self.healed = False
         self._nth = [0] * len(self.faults)

@@ -24,6 +24,7 @@ from typing import Any
 from hvsim.faults import FaultPlan, parse_plan, swarm_plan
 from hvsim.scenarios.hostload import load_host_class
 from hvsim.scenarios.runner import run_scenario, write_outputs
+from hvsim.scenarios.simulation import Limits
 
 #: Outcome -> exit code (documented in the README); the worst outcome of a campaign decides.
 EXIT_CODES = {"pass": 0, "safety": 3, "liveness": 4, "host-error": 4, "nondeterminism": 5, "harness": 6}
@@ -166,12 +167,14 @@ def run_seed(
     )
 
 
-def repro_command(campaign: Campaign, seed: int, plan_path: Path | None) -> str:
+def repro_command(campaign: Campaign, seed: int, plan_path: Path | None, limits: Limits | None = None) -> str:
     parts = ["hvsim", "run", campaign.scenario, "--seed", str(seed)]
     if plan_path is not None:
         parts += ["--faults", str(plan_path)]
     if campaign.host:
         parts += ["--host", campaign.host]
+    for name, value in (limits or Limits()).to_json().items():
+        parts += ["--limit", f"{name}={value}"]
     return " ".join(parts)
 
 
@@ -284,7 +287,10 @@ def replay_artifact(folder: Path) -> Replay:
     plan_file = folder / "plan.toml"
     plan = parse_plan(plan_file.read_text(), str(plan_file)) if plan_file.exists() else FaultPlan()
     host_class = load_host_class(campaign.host) if campaign.host else None
-    result = run_scenario(campaign.scenario, manifest["seed"], plan=plan, host_class=host_class)
+    limits = Limits(**manifest.get("limits", {}))
+    result = run_scenario(
+        campaign.scenario, manifest["seed"], plan=plan, host_class=host_class, limits=limits
+    )
     recorded = (folder / "events.jsonl").read_text().splitlines()
     replayed = result.sim.log.lines
     diff = next(((i, a, b) for i, (a, b) in enumerate(zip(recorded, replayed, strict=False)) if a != b), None)
@@ -321,7 +327,7 @@ def campaign_coverage(results: list[SeedResult]) -> dict[str, Any]:
 
 
 def promote(artifact: Path, corpus: Path, name: str | None = None) -> Path:
-    """Store a failure artifact's case (scenario, seed, plan, host) in a regression corpus folder.
+    """Store a failure artifact's case (scenario, seed, plan, host, limits) in a regression corpus.
 
     The test suite replays every case there and expects it to pass: once the bug is fixed it stays
     fixed. Only the inputs are kept (a few hundred bytes), not the event log.
@@ -331,7 +337,12 @@ def promote(artifact: Path, corpus: Path, name: str | None = None) -> Path:
     case_name = name or f"{Path(campaign['scenario']).stem}-seed-{manifest['seed']}"
     folder = corpus / case_name
     folder.mkdir(parents=True, exist_ok=False)
-    case = {"scenario": campaign["scenario"], "seed": manifest["seed"], "host": campaign["host"]}
+    case = {
+        "scenario": campaign["scenario"],
+        "seed": manifest["seed"],
+        "host": campaign["host"],
+        "limits": manifest.get("limits", {}),
+    }
     (folder / "case.json").write_text(json.dumps(case, indent=2, sort_keys=True) + "\n")
     if (artifact / "plan.toml").exists():
         (folder / "plan.toml").write_text((artifact / "plan.toml").read_text())
@@ -344,7 +355,8 @@ def run_corpus_case(folder: Path) -> Any:
     plan_file = folder / "plan.toml"
     plan = parse_plan(plan_file.read_text(), str(plan_file)) if plan_file.exists() else FaultPlan()
     host_class = load_host_class(case["host"]) if case.get("host") else None
-    return run_scenario(case["scenario"], case["seed"], plan=plan, host_class=host_class)
+    limits = Limits(**case.get("limits", {}))
+    return run_scenario(case["scenario"], case["seed"], plan=plan, host_class=host_class, limits=limits)
 
 
 def worst(results: list[SeedResult]) -> str:

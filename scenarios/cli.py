@@ -24,6 +24,7 @@ from hvsim.reports.text import render_summary
 from hvsim.scenarios.hostload import HostClassError, load_host_class
 from hvsim.scenarios.library import DEFAULT_SCENARIO, SCENARIOS, ScenarioError, load
 from hvsim.scenarios.runner import run_scenario
+from hvsim.scenarios.simulation import LIMIT_NAMES, Limits
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -59,6 +60,8 @@ def list_scenarios() -> None:
 @click.option("--host", "host_spec", metavar="MODULE:CLASS",
               help="Host policy to test instead of the reference host.")  # fmt: skip
 @click.option("--no-report", is_flag=True, help="Do not write OUT/report.html (and its JSON/CSV).")
+@click.option("--limit", "limit_specs", multiple=True, metavar="NAME=N",
+              help=f"Cap the workload ({', '.join(LIMIT_NAMES)}); repeatable.")  # fmt: skip
 def run(
     scenario: str,
     seed: int,
@@ -69,6 +72,7 @@ def run(
     swarm: bool,
     host_spec: str | None,
     no_report: bool,
+    limit_specs: tuple[str, ...],
 ) -> None:
     """Run SCENARIO (a built-in name or a path to a scenario script) for one seed.
 
@@ -79,13 +83,15 @@ def run(
         sc = load(scenario)
         plan = _plan(faults_path, swarm, seed)
         host_class = load_host_class(host_spec) if host_spec else None
-    except (ScenarioError, PlanError, HostClassError) as exc:
+        limits = parse_limits(limit_specs)
+    except (ScenarioError, PlanError, HostClassError, ValueError) as exc:
         raise click.UsageError(str(exc)) from None
     out = out_dir or Path("runs") / f"{Path(sc.name).stem}-{seed}"
     result = run_scenario(
-        sc, seed, out_dir=out, check_every_ns=check_every_ns or None, plan=plan, host_class=host_class
-    )
-    extra = []
+        sc, seed, out_dir=out, check_every_ns=check_every_ns or None, plan=plan, host_class=host_class,
+        limits=limits,
+    )  # fmt: skip
+    extra = [arg for name, value in limits.to_json().items() for arg in ("--limit", f"{name}={value}")]
     if plan.faults:
         (out / "plan.toml").write_text(plan.to_toml())
         extra += ["--faults", str(out / "plan.toml")]
@@ -104,6 +110,17 @@ def run(
         failed |= not _compare_with_fresh_process(scenario, seed, out / "events.jsonl", check_every_ns, extra)
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+def parse_limits(specs: tuple[str, ...]) -> Limits:
+    """``("partitions=1", "vps=2")`` -> Limits; a bad spec is a one-line ValueError."""
+    values: dict[str, int] = {}
+    for spec in specs:
+        name, _, number = spec.partition("=")
+        if name not in LIMIT_NAMES or not number.isdigit():
+            raise ValueError(f"--limit {spec!r}: expected NAME=N with NAME one of {', '.join(LIMIT_NAMES)}")
+        values[name] = int(number)
+    return Limits(**values)
 
 
 def _plan(faults_path: Path | None, swarm: bool, seed: int) -> FaultPlan:
@@ -310,7 +327,8 @@ def promote_command(artifact: Path, corpus: Path, name: str | None) -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where to write the minimal artifact (default: ARTIFACT-min).")  # fmt: skip
 def shrink_command(artifact: Path, out_dir: Path | None) -> None:
-    """Shrink a failure artifact's fault plan to the fewest faults that still fail the same way."""
+    """Shrink a failure artifact: the fewest faults and the smallest workload that still fail the
+    same way."""
     from hvsim.scenarios.shrink import shrink_artifact
 
     if not (artifact / "manifest.json").is_file():
@@ -320,9 +338,10 @@ def shrink_command(artifact: Path, out_dir: Path | None) -> None:
         s = shrink_artifact(artifact, out)
     except (ValueError, ScenarioError, PlanError, HostClassError) as exc:
         raise click.UsageError(str(exc)) from None
+    limits = ", ".join(f"{k}={v}" for k, v in s.limits.items()) or "none"
     click.echo(
-        f"shrunk: {s.signature}; faults {s.faults_before} -> {s.faults_after}, events {s.events_before} -> "
-        f"{s.events_after}, {s.runs} runs in {s.seconds:.1f} s"
+        f"shrunk: {s.signature}; faults {s.faults_before} -> {s.faults_after}, limits {limits}, "
+        f"events {s.events_before} -> {s.events_after}, {s.runs} runs in {s.seconds:.1f} s"
     )
     click.echo(
         f"wrote {s.folder}; reproduce: {json.loads((s.folder / 'manifest.json').read_text())['repro']}"

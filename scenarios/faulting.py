@@ -94,12 +94,12 @@ def vps_make_progress(
     sim: Simulation, window_ns: int, found: list[Violation]
 ) -> Generator[simpy.Event, Any, None]:
     """Liveness: every VP that may run when faults heal executes within *window_ns* (crashed VPs,
-    halted VPs and VPs torn down meanwhile excepted)."""
+    halted VPs, VPs idle waiting for a message or event, and VPs torn down meanwhile excepted)."""
     before = {(a.partition_id, a.index): a.compute_ns + a.hypercalls for a in sim.vp_actors()}
     yield sim.env.timeout(window_ns)
     for actor in sim.vp_actors():
         key = (actor.partition_id, actor.index)
-        if key not in before or actor.crashed or actor.halted or not actor.runnable:
+        if key not in before or actor.crashed or actor.halted or actor.waiting or not actor.runnable:
             continue
         if actor.partition_id == sim.root_id:
             continue

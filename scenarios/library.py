@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,24 +34,38 @@ class Scenario:
     config: HvConfig | None = None
     #: Checked after the run: every child torn down and every page back with the host.
     expect_all_reclaimed: bool = True
+    #: Simulated time the scenario's job takes undisturbed (its partitions run this long): under
+    #: faults, the host's liveness deadline is measured from the later of this and the heal.
+    duration_ns: int = 0
 
 
 SCENARIOS: dict[str, Scenario] = {}
 
 
-def scenario(name: str, description: str, *, config: HvConfig | None = None) -> Callable[[Main], Main]:
+def scenario(
+    name: str, description: str, *, config: HvConfig | None = None, duration_ns: int = 0
+) -> Callable[[Main], Main]:
     def register(main: Main) -> Main:
         if name in SCENARIOS:
             raise ValueError(f"scenario {name!r} is defined twice")
-        SCENARIOS[name] = Scenario(name, description, main, config)
+        SCENARIOS[name] = Scenario(name, description, main, config, duration_ns=duration_ns)
         return main
 
     return register
 
 
+def limited(sim: Simulation, specs: list[PartitionSpec]) -> list[PartitionSpec]:
+    """*specs* cut to the run's workload limits (partitions, VPs each)."""
+    return [
+        replace(s, vps=sim.limits.cap("vps", s.vps))
+        for s in specs[: sim.limits.cap("partitions", len(specs))]
+    ]
+
+
 def _concurrent_lifecycles(
     sim: Simulation, specs: list[PartitionSpec], run_ns: int
 ) -> Generator[simpy.Event, Any, Any]:
+    specs, run_ns = limited(sim, specs), sim.limits.cap("run_ns", run_ns)
     hosts = [new_host(sim, vp=i % sim.config.root_vps) for i in range(len(specs))]
     procs = [sim.process(host.lifecycle(spec, run_ns)) for host, spec in zip(hosts, specs, strict=True)]
     yield sim.env.all_of(procs)
@@ -73,10 +87,9 @@ def boot_storm(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
 def churn(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
     rng = sim.rng("scenario")
     host = new_host(sim)
-    for _ in range(40):
-        yield from host.lifecycle(
-            PartitionSpec(vps=rng.randint(1, 3), initial_pages=rng.choice([0, 64, 256])), 200_000
-        )
+    specs = [PartitionSpec(vps=rng.randint(1, 3), initial_pages=rng.choice([0, 64, 256])) for _ in range(40)]
+    for spec in limited(sim, specs):
+        yield from host.lifecycle(spec, sim.limits.cap("run_ns", 200_000))
 
 
 @scenario(
@@ -87,9 +100,10 @@ def churn(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
     ),
 )
 def tight_memory(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
-    specs = [PartitionSpec(vps=4, initial_pages=0) for _ in range(4)]
+    specs = limited(sim, [PartitionSpec(vps=4, initial_pages=0) for _ in range(4)])
     hosts = [new_host(sim, vp=i % sim.config.root_vps, retry_pages=1) for i in range(len(specs))]
-    procs = [sim.process(h.lifecycle(s, 2_000_000)) for h, s in zip(hosts, specs, strict=True)]
+    run_ns = sim.limits.cap("run_ns", 2_000_000)
+    procs = [sim.process(h.lifecycle(s, run_ns)) for h, s in zip(hosts, specs, strict=True)]
     yield sim.env.all_of(procs)
 
 
@@ -98,9 +112,9 @@ def tight_memory(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
 )
 def recover(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
     first = new_host(sim)
-    for vps in (1, 2, 3):
-        yield from first.boot(PartitionSpec(vps=vps))
-    yield sim.env.timeout(1_000_000)
+    for spec in limited(sim, [PartitionSpec(vps=vps) for vps in (1, 2, 3)]):
+        yield from first.boot(spec)
+    yield sim.env.timeout(sim.limits.cap("run_ns", 1_000_000))
     restarted = new_host(sim, vp=1)  # knows nothing: must use GetNextChildPartition
     yield from restarted.reclaim_all()
 

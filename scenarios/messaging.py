@@ -115,7 +115,7 @@ def vmbus_session(sim: Simulation, run_ns: int, *, think_ns: int = 5 * MS, servi
     yield from broker_channel(host, client, server)
     yield from offer(host, server)
     yield from offer(host, client)
-    yield sim.env.timeout(max(0, run_ns - sim.now_ns))
+    yield sim.env.timeout(max(0, sim.limits.cap("run_ns", run_ns) - sim.now_ns))
     c, s = sim.vp_actor(client, 0), sim.vp_actor(server, 0)
     if c is not None and s is not None:
         sim.counters.update(
@@ -133,6 +133,7 @@ def vmbus_session(sim: Simulation, run_ns: int, *, think_ns: int = 5 * MS, servi
     "vmbus",
     "two children exchange request/response messages and completion events for a simulated minute "
     "through ports their parent brokered",
+    duration_ns=60_000 * MS,
 )
 def vmbus(sim: Simulation) -> Gen:
     yield from vmbus_session(sim, 60_000 * MS)
@@ -160,9 +161,10 @@ def doorbell_session(
 ) -> Gen:
     host = new_host(sim)
     api = host.api
-    end = run_ns
+    end = sim.limits.cap("run_ns", run_ns)
     program: Callable[[int], Program] = lambda i: doorbell_guest(i, work_ns, 4 * MS)  # noqa: E731
-    child = yield from host.boot(PartitionSpec(vps=2, program=program))
+    vps = sim.limits.cap("vps", 2)
+    child = yield from host.boot(PartitionSpec(vps=vps, program=program))
     out = yield from api.enable_synic(HV_PARTITION_ID_SELF, 0, {HV_SYNIC_DOORBELL_SINT: 0x35})
     host.expect(out.status, "SetVpRegisters(root SynIC)")
     root = HV_PARTITION_ID_SELF
@@ -195,19 +197,23 @@ def doorbell_session(
         yield sim.env.timeout(service_ns)
         status = yield from api.signal_event(DONE_CONN, 0)
         completions += status is S.SUCCESS
-    guest = [sim.vp_actor(child, i) for i in range(2)]
+    guest = [sim.vp_actor(child, i) for i in range(vps)]
     sim.counters.update(
         doorbell_writes=sum(a.memory_writes for a in guest if a is not None),
         notifications=notifications,
         completions_signaled=completions,
         **{f"doorbells_{k}": v for k, v in sim.hv.doorbells.items()},
     )
-    yield from host.stop_vps(child, 2)
+    yield from host.stop_vps(child, vps)
     host.expect((yield from api.disconnect_port(root, DONE_CONN)), "DisconnectPort(done)")
     host.expect((yield from api.delete_port(root, DOORBELL_PORT)), "DeletePort(doorbell)")
     yield from host.teardown(child)
 
 
-@scenario("doorbell", "a guest's doorbell writes notify the host on SINT 5; the host signals completions")
+@scenario(
+    "doorbell",
+    "a guest's doorbell writes notify the host on SINT 5; the host signals completions",
+    duration_ns=200 * MS,
+)
 def doorbell(sim: Simulation) -> Gen:
     yield from doorbell_session(sim, 200 * MS)

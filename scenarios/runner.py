@@ -18,7 +18,7 @@ from hvsim.faults.plan import FaultPlan
 from hvsim.scenarios import checkers, faulting
 from hvsim.scenarios.checkers import Violation
 from hvsim.scenarios.library import Scenario, load
-from hvsim.scenarios.simulation import Simulation
+from hvsim.scenarios.simulation import Limits, Simulation
 from hvsim.scenarios.summary import build_summary
 
 #: Priority below SimPy's NORMAL (1): such an event runs only after every other event of its
@@ -112,6 +112,7 @@ def run_scenario(
     check_every_ns: int | None = 1_000_000,
     plan: FaultPlan | None = None,
     host_class: type | None = None,
+    limits: Limits | None = None,
 ) -> RunResult:
     """Run one scenario for one seed; write ``events.jsonl`` and ``summary.json`` to *out_dir*.
 
@@ -120,10 +121,11 @@ def run_scenario(
     plan's ``heal_at_ns``; a host crash ends every host process and a fresh *host_class* host
     recovers. Liveness: the host's job must finish within ``liveness_bound_ns`` after healing, VPs
     that may run must run, and (for scenarios that tear down) everything must be reclaimed.
-    Files are written even when the run fails.
+    *limits* caps the scenario's workload (see :class:`Limits`). Files are written even when the
+    run fails.
     """
     sc = name_or_path if isinstance(name_or_path, Scenario) else load(name_or_path)
-    sim = Simulation(seed, config=sc.config, log=log)
+    sim = Simulation(seed, config=sc.config, log=log, limits=limits)
     sim.host_class = host_class
     plan = plan or FaultPlan()
     result = RunResult(sc.name, seed, sim, 0.0, plan=plan)
@@ -162,7 +164,9 @@ def _run_host(
     """Run the scenario's host to completion, restarting it after each crash."""
     env = sim.env
     job = sim.process(sc.main(sim))
-    deadline = None if injector is None else env.timeout(plan.heal_at_ns + plan.liveness_bound_ns)
+    # The host has liveness_bound_ns after the later of the heal and the scenario's own duration.
+    busy_until = max(plan.heal_at_ns, sim.limits.cap("run_ns", sc.duration_ns))
+    deadline = None if injector is None else env.timeout(busy_until + plan.liveness_bound_ns)
     while True:
         try:
             env.run(until=job if deadline is None else env.any_of([job, deadline]))
@@ -177,7 +181,8 @@ def _run_host(
             result.liveness.append(
                 Violation(
                     "host-finishes",
-                    f"the host had not finished {plan.liveness_bound_ns} ns after faults healed",
+                    f"the host had not finished {plan.liveness_bound_ns} ns after faults healed "
+                    "(and the scenario's own duration)",
                     {},
                     sim.now_ns,
                     sim.log.seq,

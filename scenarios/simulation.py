@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, TypeVar, cast
 
 import simpy
@@ -35,6 +36,34 @@ T = TypeVar("T")
 ProgramFactory = Callable[[int], Program]
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Caps on a scenario's workload, for shrinking a failure (``hvsim run --limit NAME=N``).
+
+    Scenarios draw their workload as usual and then cut it down, so a cap never shifts a random
+    stream: a run with generous caps is identical to one without.
+    """
+
+    #: Partitions a scenario creates.
+    partitions: int | None = None
+    #: VPs per partition.
+    vps: int | None = None
+    #: Times each guest VP runs its program's loop.
+    guest_loops: int | None = None
+    #: Simulated ns a scenario lets its partitions run (between boot and teardown).
+    run_ns: int | None = None
+
+    def cap(self, name: str, value: int) -> int:
+        limit = getattr(self, name)
+        return value if limit is None else min(value, limit)
+
+    def to_json(self) -> dict[str, int]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+LIMIT_NAMES = tuple(f.name for f in fields(Limits))
+
+
 class Simulation:
     """A deterministic simulated machine: everything random derives from *seed*."""
 
@@ -45,8 +74,10 @@ class Simulation:
         config: HvConfig | None = None,
         log: bool = True,
         guest: Callable[[int, int], Program] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.seed = seed
+        self.limits = limits if limits is not None else Limits()
         self.config = config if config is not None else HvConfig()
         # One stream per component, drawn in a fixed order so adding a consumer later never shifts
         # the streams of the existing ones (TigerBeetle's "one seed builds the world").
@@ -71,6 +102,8 @@ class Simulation:
             self._hv_actor = HypervisorActor.spawn(self.config, self.log, self._guest_for)
         self.hv_ref = self._hv_actor.actor_ref
         self.log.emit("sim.start", seed=seed, host_pages=self.config.host_pages, root=self.root_id)
+        if self.limits.to_json():
+            self.log.emit("sim.limits", **self.limits.to_json())
 
     def _now(self) -> int:
         return int(self.env.now)
@@ -118,10 +151,15 @@ class Simulation:
             return IDLE  # the root's VPs run host code (processes), not a guest program
         factory = self._programs.get(partition_id)
         if factory is not None:
-            return factory(vp_index)
-        if self._default_guest is not None:
-            return self._default_guest(partition_id, vp_index)
-        return IDLE
+            program = factory(vp_index)
+        elif self._default_guest is not None:
+            program = self._default_guest(partition_id, vp_index)
+        else:
+            return IDLE
+        loops = self.limits.guest_loops
+        if loops is not None and (program.max_loops is None or program.max_loops > loops):
+            program = replace(program, max_loops=loops)
+        return program
 
     # --- running -----------------------------------------------------------------------------
     def hypercall(

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -199,3 +200,48 @@ probability = 0.1
     assert plan.count("[[fault]]") == 1 and 'kind = "hypercall.transient"' in plan
     again = hvsim("replay", "min", cwd=tmp_path)
     assert again.returncode == 0 and "identical" in again.stdout
+
+
+def test_shrink_cuts_a_long_failing_run_to_one_fault_and_a_tiny_workload(tmp_path: Path) -> None:
+    """The planted-bug target: a 60 s vmbus run (10,000+ events) under five faults, failing at its
+    teardown, shrinks to the one fault and a workload of a few dozen hypercalls, in under 30 s."""
+    (tmp_path / "buggy.py").write_text(BUGGY)
+    noise = """
+[[fault]]
+kind = "hypercall.latency"
+probability = 0.2
+
+[[fault]]
+kind = "vp.slow"
+factor = 3.0
+
+[[fault]]
+kind = "hypercall.partial"
+calls = ["DepositMemory"]
+max_reps = 7
+probability = 0.5
+"""
+    culprit = PLAN.replace("probability = 0.5", "probability = 1.0")
+    plan = "heal_at_ns = 61_000_000_000\n" + noise + culprit + noise.replace("0.2", "0.05")
+    (tmp_path / "plan.toml").write_text(plan)
+    args = ["chaos", "vmbus", "--seeds", "1", "--faults", "plan.toml", "--jobs", "1", "--out", "c"]
+    assert hvsim(*args, "--host", "buggy:TrustsFirstNoResources", cwd=tmp_path).returncode == 4
+    artifact = tmp_path / "c" / "failures" / "seed-0"
+    recorded = (artifact / "events.jsonl").read_text().count("\n")
+    assert recorded >= 10_000
+    start = time.perf_counter()
+    res = hvsim("shrink", str(artifact), "--out", "min", cwd=tmp_path)
+    took = time.perf_counter() - start
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "faults 7 -> 1" in res.stdout and took < 30, (took, res.stdout)
+    manifest = json.loads((tmp_path / "min" / "manifest.json").read_text())
+    assert manifest["limits"] and "--limit" in manifest["repro"]
+    events = (tmp_path / "min" / "events.jsonl").read_text().count("\n")
+    assert events <= 200, events
+    plan_text = (tmp_path / "min" / "plan.toml").read_text()
+    assert plan_text.count("[[fault]]") == 1 and 'kind = "hypercall.transient"' in plan_text
+    again = hvsim("replay", "min", cwd=tmp_path)
+    assert again.returncode == 0 and f"identical, {events} events" in again.stdout
+    # The repro command the manifest prints is a real command line that fails the same way.
+    rerun = hvsim(*manifest["repro"].split()[1:], "--out", "rerun", "--no-report", cwd=tmp_path)
+    assert rerun.returncode == 1 and "DeletePartition" in rerun.stdout + rerun.stderr
