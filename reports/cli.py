@@ -27,7 +27,7 @@ __all__ = ["report_command", "trace_command"]
     help="Where --compare writes compare.html/json (default: ./compare-A-vs-B).",
 )
 def report_command(dirs: tuple[Path, ...], compare: bool, out_dir: Path | None) -> None:
-    """Write DIR/report.html, report.json and report-*.csv for the run in DIR.
+    """Write DIR/report.html, report.json and report-*.csv for the run (or chaos campaign) in DIR.
 
     With --compare, read runs A and B and write compare.html and compare.json to --out,
     flagging the differences larger than noise.
@@ -49,7 +49,12 @@ def report_command(dirs: tuple[Path, ...], compare: bool, out_dir: Path | None) 
         if len(dirs) != 1:
             raise click.UsageError(f"expected one run folder, got {len(dirs)} (two need --compare)")
         (run_dir,) = dirs
-        data = write_report(run_dir)
+        if (run_dir / "results.sqlite").is_file():  # a chaos campaign folder
+            from hvsim.reports.campaign import write_campaign_report
+
+            data = write_campaign_report(run_dir)
+        else:
+            data = write_report(run_dir)
     except ReportError as exc:
         raise click.UsageError(str(exc)) from None
     for name in data["files"]:

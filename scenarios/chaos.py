@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from hvsim.faults import FaultPlan, parse_plan, swarm_plan
+from hvsim.reports.campaign import campaign_coverage as coverage_over
 from hvsim.scenarios.hostload import load_host_class
 from hvsim.scenarios.runner import run_scenario, write_outputs
 from hvsim.scenarios.simulation import Limits
@@ -206,6 +207,8 @@ class ResultStore:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'campaign'").fetchone()
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('campaign', ?)", (campaign.key(),))
+            # The catalogue travels with the results, so a report can say what each one means.
+            self.db.execute("INSERT INTO meta VALUES ('sometimes', ?)", (json.dumps(SOMETIMES),))
             self.db.commit()
         elif row[0] != campaign.key():
             raise ValueError(f"{path} holds a different campaign; use another --out folder")
@@ -305,25 +308,8 @@ def replay_artifact(folder: Path) -> Replay:
 
 
 def campaign_coverage(results: list[SeedResult]) -> dict[str, Any]:
-    """Coverage over a campaign: fault kinds fired (seeds each), call x status pairs, states reached,
-    and the "sometimes" properties that never happened."""
-    kinds: dict[str, int] = {}
-    calls: set[str] = set()
-    states: set[str] = set()
-    hit: set[str] = set()
-    for r in results:
-        for kind in json.loads(r.fired or "{}"):
-            kinds[kind] = kinds.get(kind, 0) + 1
-        cov = json.loads(r.coverage or "{}")
-        calls.update(cov.get("calls", []))
-        states.update(cov.get("states", []))
-        hit.update(cov.get("sometimes", []))
-    return {
-        "fault_kinds_fired": dict(sorted(kinds.items())),
-        "call_status_pairs": sorted(calls),
-        "partition_states": sorted(states),
-        "sometimes_never_hit": sorted(set(SOMETIMES) - hit),
-    }
+    """Coverage over a campaign (see :func:`hvsim.reports.campaign.campaign_coverage`)."""
+    return coverage_over(results, SOMETIMES)
 
 
 def promote(artifact: Path, corpus: Path, name: str | None = None) -> Path:

@@ -173,6 +173,7 @@ def _compare_with_fresh_process(
 @click.option("--time-limit", type=click.IntRange(1), default=120, show_default=True,
               help="Wall seconds one seed may take.")  # fmt: skip
 @click.option("--check-determinism", is_flag=True, help="Rerun a sample of seeds and compare event logs.")
+@click.option("--no-report", is_flag=True, help="Do not write DIR/report.html (and its JSON/CSV).")
 @click.option("--scheduler", metavar="ADDRESS",
               help="Run on a Dask cluster (e.g. tcp://host:8786) instead of local workers.")  # fmt: skip
 def chaos(
@@ -186,6 +187,7 @@ def chaos(
     out_dir: Path | None,
     time_limit: int,
     check_determinism: bool,
+    no_report: bool,
     scheduler: str | None,
 ) -> None:
     """Run SCENARIO for many seeds in parallel; resume with the same command after an interruption.
@@ -233,6 +235,11 @@ def chaos(
         sys.exit(EXIT_CODES["harness"])
     outcome = worst(results)
     _chaos_table(results, out)
+    if not no_report:
+        from hvsim.reports.campaign import write_campaign_report
+
+        write_campaign_report(out)
+        click.echo(f"report: {out}/report.html")
     if check_determinism:
         sample = results[:: max(1, len(results) // 10)][:10]
         for r in sample:
