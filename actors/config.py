@@ -51,6 +51,12 @@ DEFAULT_CALL_COSTS: dict[int, CallCost] = {
     _C.SignalEvent: CallCost(700),
     _C.PostMessageDirect: CallCost(1_200),
     _C.SignalEventDirect: CallCost(600),
+    _C.MapGpaPages: CallCost(1_500, 100),
+    _C.MapSparseGpaPages: CallCost(1_500, 120),
+    _C.UnmapGpaPages: CallCost(1_200, 60),
+    _C.ModifySparseGpaPages: CallCost(1_200, 80),
+    _C.TranslateVirtualAddress: CallCost(1_000),
+    _C.TranslateVirtualAddressEx: CallCost(1_100),
 }
 
 #: Cost of a call code missing from the table (and of a call rejected by the common checks).
@@ -75,6 +81,8 @@ class PageCosts:
     port: int = 1
     #: A connection, charged to the connection owner.
     connection: int = 1
+    #: The page table of one 2 MiB GPA region holding mappings, charged to the mapped partition.
+    gpa_table: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,11 @@ class HvConfig:
     doorbell_coalesce: bool = True
     #: Service time of a guest's SynIC MSR write (SCONTROL, SIMP, SINTx, EOM) or doorbell write.
     msr_write_ns: int = 300
+    #: Width of a child's GPA space in bits (page numbers beyond it are INVALID_PARAMETER).
+    guest_gpa_bits: int = 46
+    #: MapSparseGpaPages onto a mapped page: replace it (legacy reference, the default) or refuse
+    #: it OBJECT_IN_USE (the current TLFS asks for the page to be unmapped first).
+    sparse_map_requires_unmapped: bool = False
     #: Partition ids are sequential from here; the root takes the first.
     first_partition_id: int = 1
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from hvsim.actors.config import HvConfig
+from hvsim.actors.gpa import GpaCalls
 from hvsim.actors.hvdef import (
     CONNECT_PORT_INPUT,
     CREATE_PARTITION_INPUT,
@@ -18,10 +19,12 @@ from hvsim.actors.hvdef import (
     DELETE_VP_INPUT,
     GET_NEXT_CHILD_PARTITION_INPUT,
     GET_PARTITION_PROPERTY_INPUT,
+    GPA_MAPPING_ELEMENT,
     GPA_PAGE_NUMBER_SIZE,
     HV_PAGE_SIZE,
     HV_REGISTER_VALUE_SIZE,
     INITIAL_VP_CONTEXT,
+    MAP_GPA_PAGES_HEADER,
     MEMORY_BALANCE_OUTPUT,
     MEMORY_POOL_INPUT,
     PARTITION_ID_INPUT,
@@ -35,7 +38,12 @@ from hvsim.actors.hvdef import (
     SIGNAL_EVENT_DIRECT_INPUT,
     SIGNAL_EVENT_DIRECT_OUTPUT,
     SIGNAL_EVENT_INPUT,
+    SPARSE_GPA_HEADER,
     START_VIRTUAL_PROCESSOR_HEADER,
+    TRANSLATE_VA_EX_OUTPUT,
+    TRANSLATE_VA_INPUT,
+    TRANSLATE_VA_OUTPUT,
+    UNMAP_GPA_PAGES_HEADER,
     VP_REGISTERS_INPUT,
     HvStatus,
     HypercallCode,
@@ -50,6 +58,7 @@ from hvsim.actors.properties import PropertyCalls
 from hvsim.actors.seams import CallFault
 from hvsim.actors.state import Effects
 from hvsim.actors.trace import EventLog
+from hvsim.actors.translate import TranslateCalls
 from hvsim.actors.vpstate import VpCalls
 
 C = HypercallCode
@@ -100,6 +109,22 @@ CALL_TABLE: dict[int, Shape] = {
     C.SignalEventDirect: Shape(
         "signal_event_direct", SIGNAL_EVENT_DIRECT_INPUT.size, SIGNAL_EVENT_DIRECT_OUTPUT.size
     ),
+    C.MapGpaPages: Shape(
+        "map_gpa_pages", MAP_GPA_PAGES_HEADER.size, rep=True, rep_in_size=GPA_PAGE_NUMBER_SIZE
+    ),
+    C.MapSparseGpaPages: Shape(
+        "map_sparse_gpa_pages", SPARSE_GPA_HEADER.size, rep=True, rep_in_size=GPA_MAPPING_ELEMENT.size
+    ),
+    C.UnmapGpaPages: Shape("unmap_gpa_pages", UNMAP_GPA_PAGES_HEADER.size, rep=True),
+    C.ModifySparseGpaPages: Shape(
+        "modify_sparse_gpa_pages", SPARSE_GPA_HEADER.size, rep=True, rep_in_size=GPA_PAGE_NUMBER_SIZE
+    ),
+    C.TranslateVirtualAddress: Shape(
+        "translate_virtual_address", TRANSLATE_VA_INPUT.size, TRANSLATE_VA_OUTPUT.size
+    ),
+    C.TranslateVirtualAddressEx: Shape(
+        "translate_virtual_address_ex", TRANSLATE_VA_INPUT.size, TRANSLATE_VA_EX_OUTPUT.size
+    ),
     C.StartVirtualProcessor: Shape(
         "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
     ),
@@ -110,7 +135,9 @@ CALL_TABLE: dict[int, Shape] = {
 CALL_NAMES: dict[int, str] = {int(c): c.name for c in HypercallCode}
 
 
-class Hypervisor(PortCalls, MessageCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls):
+class Hypervisor(
+    GpaCalls, TranslateCalls, PortCalls, MessageCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls
+):
     """The hypervisor's behaviour and state; :meth:`hypercall` is the only way in for callers."""
 
     def __init__(

@@ -910,3 +910,155 @@ SIGNAL_EVENT_INPUT = Layout(SignalEventInput, "<IHH", 8)
 POST_MESSAGE_DIRECT_INPUT = Layout(PostMessageDirectInput, "<QIB3sI256sI", 280)
 SIGNAL_EVENT_DIRECT_INPUT = Layout(SignalEventDirectInput, "<QIBBH", 16)
 SIGNAL_EVENT_DIRECT_OUTPUT = Layout(SignalEventDirectOutput, "<B7s", 8)
+
+
+# --- GPA mappings, HYPERCALLS.md 4.16-4.19 and 5.7 ------------------------------------------------
+class MapGpaFlags:
+    """HV_MAP_GPA_FLAGS (u32)."""
+
+    READABLE = 0x1
+    WRITABLE = 0x2
+    KERNEL_EXECUTABLE = 0x4
+    USER_EXECUTABLE = 0x8
+    EXECUTABLE = 0xC
+    PERMISSIONS = 0xF
+    ADJUSTABLE = 0x8000
+    #: Bits 17:16: 1 NO_ACCESS, 2 ZEROED (shared zero page), 3 ONES (all-ones page).
+    BACKING_MASK = 0x30000
+    NO_ACCESS = 0x10000
+    ZEROED = 0x20000
+    ONES = 0x30000
+    NO_OVERLAY = 0x100000
+    NOT_CACHED = 0x200000
+    #: State updates, for ModifySparseGpaPages only.
+    CLEAR_ACCESSED = 0x0100_0000
+    SET_ACCESSED = 0x0200_0000
+    CLEAR_DIRTY = 0x0400_0000
+    SET_DIRTY = 0x0800_0000
+    DONT_SET_RANGE_ACCESSED = 0x1000_0000
+    STATE_UPDATES = 0x1F00_0000
+    LARGE_PAGE = 0x8000_0000
+    #: What MapGpaPages / MapSparseGpaPages accept; anything else is INVALID_PARAMETER.
+    MAP_KNOWN = PERMISSIONS | ADJUSTABLE | BACKING_MASK | NO_OVERLAY | NOT_CACHED | LARGE_PAGE
+    #: What ModifySparseGpaPages may change (access rights, caching, state updates).
+    MODIFY_KNOWN = PERMISSIONS | NOT_CACHED | STATE_UPDATES
+
+
+#: HV_UNMAP_GPA_FLAGS: Linux's value for LARGE_PAGE (0x2); KEEP_PRECOMMITTED taken as 0x1 [inferred].
+UNMAP_GPA_KEEP_PRECOMMITTED = 0x1
+UNMAP_GPA_LARGE_PAGE = 0x2
+#: 4 KiB pages in a 2 MiB large page.
+LARGE_PAGE_PAGES = 512
+
+
+class MapGpaPagesHeader(NamedTuple):
+    """HvCallMapGpaPages header (24 B); rep elements are source GPA page numbers (u64)."""
+
+    partition_id: int
+    target_gpa_base: int
+    map_flags: int
+    padding: int
+
+
+class SparseGpaHeader(NamedTuple):
+    """MapSparseGpaPages / ModifySparseGpaPages header (16 B)."""
+
+    partition_id: int
+    map_flags: int
+    reserved: int
+
+
+class GpaMappingElement(NamedTuple):
+    """HV_GPA_MAPPING (16 B): one MapSparseGpaPages element."""
+
+    target_gpa_page: int
+    source_gpa_page: int
+
+
+class UnmapGpaPagesHeader(NamedTuple):
+    """HvCallUnmapGpaPages header (24 B); rep count = pages (or 2 MiB pages), no element list."""
+
+    partition_id: int
+    target_gpa_base: int
+    unmap_flags: int
+    padding: int
+
+
+MAP_GPA_PAGES_HEADER = Layout(MapGpaPagesHeader, "<QQII", 24)
+SPARSE_GPA_HEADER = Layout(SparseGpaHeader, "<QII", 16)
+GPA_MAPPING_ELEMENT = Layout(GpaMappingElement, "<QQ", 16)
+UNMAP_GPA_PAGES_HEADER = Layout(UnmapGpaPagesHeader, "<QQII", 24)
+
+
+# --- address translation, HYPERCALLS.md 4.20-4.21 and 5.8 -----------------------------------------
+class TranslateGvaFlags:
+    """HV_TRANSLATE_GVA_CONTROL_FLAGS (x64); bits 63:56 are the input VTL."""
+
+    VALIDATE_READ = 0x1
+    VALIDATE_WRITE = 0x2
+    VALIDATE_EXECUTE = 0x4
+    PRIVILEGE_EXEMPT = 0x8
+    SET_PAGE_TABLE_BITS = 0x10
+    TLB_FLUSH_INHIBIT = 0x20
+    SUPERVISOR_ACCESS = 0x40
+    USER_ACCESS = 0x80
+    ENFORCE_SMAP = 0x100
+    OVERRIDE_SMAP = 0x200
+    SHADOW_STACK = 0x400
+    VALIDATE = 0x7
+    KNOWN = 0x7FF
+    VTL_SHIFT = 56
+
+
+class TranslateResultCode(IntEnum):
+    """HV_TRANSLATE_GVA_RESULT_CODE."""
+
+    Success = 0
+    PageNotPresent = 1
+    PrivilegeViolation = 2
+    InvalidPageTableFlags = 3
+    GpaUnmapped = 4
+    GpaNoReadAccess = 5
+    GpaNoWriteAccess = 6
+    GpaIllegalOverlayAccess = 7
+    Intercept = 8
+    GpaUnaccepted = 9
+
+
+#: HV_CACHE_TYPE WriteBack, reported for ordinary RAM; Uncached for NOT_CACHED mappings.
+CACHE_TYPE_WRITEBACK = 6
+CACHE_TYPE_UNCACHED = 0
+#: HV_TRANSLATE_GVA_RESULT bit 40: the GPA is an overlay page (SIMP, SIEFP, ...).
+TRANSLATE_RESULT_OVERLAY = 1 << 40
+
+
+class TranslateVirtualAddressInput(NamedTuple):
+    """TranslateVirtualAddress(Ex) input (32 B)."""
+
+    partition_id: int
+    vp_index: int
+    reserved: int
+    control_flags: int
+    gva_page: int
+
+
+class TranslateVirtualAddressOutput(NamedTuple):
+    """TranslateVirtualAddress output (16 B): HV_TRANSLATE_GVA_RESULT, GpaPage."""
+
+    result: int
+    gpa_page: int
+
+
+class TranslateVirtualAddressExOutput(NamedTuple):
+    """TranslateVirtualAddressEx output, x64 (56 B, erratum D7): result, reserved, the
+    HV_X64_PENDING_EVENT the access would inject (32 B), GpaPage @48."""
+
+    result: int
+    reserved: int
+    event_info: bytes
+    gpa_page: int
+
+
+TRANSLATE_VA_INPUT = Layout(TranslateVirtualAddressInput, "<QIIQQ", 32)
+TRANSLATE_VA_OUTPUT = Layout(TranslateVirtualAddressOutput, "<QQ", 16)
+TRANSLATE_VA_EX_OUTPUT = Layout(TranslateVirtualAddressExOutput, "<QQ32sQ", 56)

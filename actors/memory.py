@@ -14,6 +14,7 @@ from array import array
 from collections.abc import Iterable
 
 #: ``owner`` value of a host-owned page.
+PAGE_SIZE = 4096
 HOST = 0
 
 
@@ -107,8 +108,14 @@ class HostMemory:
         self._next_fresh = 0
         self._returned: list[int] = []
         self._free_count = pages
-        #: Bumped by every change of page ownership (checkers skip re-checking an unchanged world).
+        #: Bumped by every change of page ownership or mapping (checkers skip re-checking an
+        #: unchanged world).
         self.version = 0
+        #: How many child GPA mappings reference each host page (a mapped page cannot be deposited).
+        self.mapped = array("i", bytes(4 * pages))
+        self.mapped_total = 0
+        #: Page contents, allocated on first write (a page never written reads as zeros).
+        self.content: dict[int, bytearray] = {}
 
     @property
     def host_free(self) -> int:
@@ -155,6 +162,30 @@ class HostMemory:
     def is_host_page(self, page: int) -> bool:
         return 0 <= page < self.pages and self.owner[page] == HOST
 
+    # --- contents -------------------------------------------------------------------------------
+    def read(self, page: int, offset: int = 0, length: int = PAGE_SIZE) -> bytes:
+        """*length* bytes of host page *page* from *offset* (within the page)."""
+        data = self.content.get(page)
+        return bytes(length) if data is None else bytes(data[offset : offset + length])
+
+    def write(self, page: int, offset: int, data: bytes) -> None:
+        """Write *data* into host page *page* at *offset* (within the page)."""
+        if offset < 0 or offset + len(data) > PAGE_SIZE:
+            raise ValueError(f"write of {len(data)} bytes at {offset} leaves the page")
+        buf = self.content.get(page)
+        if buf is None:
+            buf = self.content[page] = bytearray(PAGE_SIZE)
+        buf[offset : offset + len(data)] = data
+
+    def zero(self, page: int) -> None:
+        self.content.pop(page, None)
+
+    def map_ref(self, page: int, delta: int) -> None:
+        """A child mapping of *page* was added (+1) or removed (-1)."""
+        self.mapped[page] += delta
+        self.mapped_total += delta
+        self.version += 1
+
     def give_to_pool(self, page: int, pool: Pool) -> None:
         """A deposit: the page leaves the host (and its allocator) for *pool*."""
         if self.host_allocated[page]:
@@ -170,5 +201,6 @@ class HostMemory:
         page = pool.available.pop()
         self.owner[page] = HOST
         self.host_allocated[page] = 1
+        self.content.pop(page, None)  # withdrawn pages come back zero-filled
         self.version += 1
         return page

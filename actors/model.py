@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import NamedTuple
 
 from hvsim.actors.memory import Pool
 from hvsim.actors.registers import reset_file
@@ -32,6 +33,14 @@ LEGAL_TRANSITIONS: frozenset[tuple[str | None, str | None]] = frozenset(
         ("FINALIZED", None),
     }
 )
+
+
+class GpaMapping(NamedTuple):
+    """One GPA page of a partition: the host page behind it (None: no backing -- NO_ACCESS, ZEROED
+    and ONES mappings) and its HV_MAP_GPA_FLAGS."""
+
+    spa: int | None
+    flags: int
 
 
 @dataclass(slots=True, eq=False)
@@ -126,6 +135,10 @@ class Partition:
     connections: dict[int, Connection] = field(default_factory=dict)
     #: True once any VP's ExplicitSuspend has been cleared (informational, D2).
     has_run: bool = False
+    #: GPA page -> mapping (HvCallMapGpaPages); the root's own space is identity-mapped host RAM.
+    gpa: dict[int, GpaMapping] = field(default_factory=dict)
+    #: 2 MiB GPA regions -> mapped pages in them (each region's page-table page is charged once).
+    gpa_regions: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pool = Pool(self.id)

@@ -79,6 +79,7 @@ class PartitionCalls(HvState):
         for vp in list(target.vps.values()):
             self.remove_vp(target, vp)
         self.remove_endpoints(target)  # ports and connections go too (TLFS FinalizePartition)
+        self.remove_mappings(target)  # and the address space: mapped host pages are the host's again
         self.set_state(target, P.FINALIZED)
         # Every structure built on the child's behalf returns to its own pool, ready to withdraw.
         target.pool.release_all()

@@ -23,11 +23,13 @@ class PoolCalls(HvState):
     def host_page_of(self, caller: Partition, gpfn: int) -> int | None:
         """The host page behind *caller*'s GPA page, if the caller alone has full access to it.
 
-        The root's GPA space is host RAM, identity-mapped. A child has no RAM of its own until GPA
-        mapping exists, so nothing a child names is depositable yet.
+        The root's GPA space is host RAM, identity-mapped. A page mapped into a child is shared, so
+        not depositable. Deposits by a nested host (a child's own GPA pages) are not modelled: a
+        child names no depositable page.
         """
-        if caller.is_root and self.memory.is_host_page(gpfn):
-            return gpfn
+        memory = self.memory
+        if caller.is_root and memory.is_host_page(gpfn) and not memory.mapped[gpfn]:
+            return gpfn  # a page mapped into a child is accessible from another GPA space
         return None
 
     def _rep_finished(self, call: Call, done: int, target: Partition, status: HvStatus) -> HvStatus:

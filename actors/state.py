@@ -209,6 +209,10 @@ class HvState:
         """SetVpRegisters' write rule for one register (implemented by the VP calls)."""
         raise NotImplementedError
 
+    def remove_mappings(self, p: Partition) -> None:
+        """Drop *p*'s GPA mappings (implemented by the GPA calls)."""
+        raise NotImplementedError
+
     def free_port_messages(self, port: Port) -> None:
         """Free every undelivered message of *port* (implemented by the message calls)."""
         raise NotImplementedError

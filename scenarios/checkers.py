@@ -173,6 +173,55 @@ def host_pages_returned(hv: Hypervisor) -> list[Violation]:
     return []
 
 
+def gpa_mappings(hv: Hypervisor) -> list[Violation]:
+    """Mapped host pages stay with the host: every child mapping backed by a host page points at
+    a host-owned (never a pool) page; the per-page mapping counts equal the mappings; each 2 MiB
+    region's page count is right and its page table is charged exactly while the region exists."""
+    out = []
+    counts: dict[int, int] = {}
+    memory = hv.memory
+    for p in hv.partitions.values():
+        if p.is_root:
+            continue
+        regions: dict[int, int] = {}
+        for gpfn, mapping in p.gpa.items():
+            regions[gpfn >> 9] = regions.get(gpfn >> 9, 0) + 1
+            if mapping.spa is None:
+                continue
+            counts[mapping.spa] = counts.get(mapping.spa, 0) + 1
+            if memory.owner[mapping.spa] != HOST:
+                out.append(
+                    Violation(
+                        "gpa-mappings",
+                        f"partition {p.id} GPA page {gpfn:#x} maps host page {mapping.spa}, "
+                        f"which is in the pool of partition {memory.owner[mapping.spa]}",
+                        {"partition": p.id, "gpa_page": gpfn, "page": mapping.spa},
+                    )
+                )
+        live = {r: n for r, n in p.gpa_regions.items() if n}
+        tables = {int(key[4:]) for key in p.pool.charges if key.startswith("gpt:")}
+        if live != regions or not set(live) <= tables or not tables <= set(p.gpa_regions):
+            out.append(
+                Violation(
+                    "gpa-mappings",
+                    f"partition {p.id}: region counts {live} vs mappings {regions}, tables {sorted(tables)}",
+                    {"partition": p.id},
+                )
+            )
+    # Per mapped page, then in total (so no other page has a count): no walk over all of RAM.
+    wrong = [(page, memory.mapped[page], n) for page, n in sorted(counts.items()) if memory.mapped[page] != n]
+    if wrong or memory.mapped_total != sum(counts.values()):
+        out.append(
+            Violation(
+                "gpa-mappings",
+                f"host-page mapping counts disagree with the maps: {wrong[:10]} "
+                f"(total {memory.mapped_total} recorded, {sum(counts.values())} mapped)",
+                {},
+            )
+        )
+    return out
+
+
 def message_buffers(hv: Hypervisor) -> list[Violation]:
     """Every port's buffers in use are exactly its undelivered posted messages; every queued
     message is in its target's queue and every queue holds only undelivered messages."""
@@ -341,6 +390,7 @@ def message_accounting(records: list[dict[str, Any]], hv: Hypervisor) -> list[Vi
 STATE_CHECKERS: dict[str, Callable[[Hypervisor], list[Violation]]] = {
     "page-conservation": page_conservation,
     "pool-balance": pool_balances,
+    "gpa-mappings": gpa_mappings,
     "message-accounting": message_buffers,
 }
 

@@ -44,6 +44,7 @@ def build_summary(
     checker_names = [
         "page-conservation",
         "pool-balance",
+        "gpa-mappings",
         "message-accounting",
         "message-progress",
         "state-transitions",
