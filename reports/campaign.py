@@ -173,7 +173,8 @@ def render_campaign_html(data: dict[str, Any]) -> str:
     c = data["campaign"]
     faults = c.get("faults", "?")
     faults_shown = faults if faults in ("none", "swarm") else "one plan for every seed"
-    title = f"hvsim campaign: {c.get('scenario', '?')}, seeds {data['first_seed']}-{data['last_seed']}"
+    span = f"seeds {data['first_seed']}-{data['last_seed']}" if data["seeds"] else "no seed finished yet"
+    title = f"hvsim campaign: {c.get('scenario', '?')}, {span}"
     head = table(
         None,
         [

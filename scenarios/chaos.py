@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import shlex
 import signal
 import sqlite3
 import threading
@@ -176,7 +177,7 @@ def repro_command(campaign: Campaign, seed: int, plan_path: Path | None, limits:
         parts += ["--host", campaign.host]
     for name, value in (limits or Limits()).to_json().items():
         parts += ["--limit", f"{name}={value}"]
-    return " ".join(parts)
+    return shlex.join(parts)  # pasted into a shell as is, whatever the folder names hold
 
 
 def _write_artifact(
