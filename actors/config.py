@@ -55,6 +55,8 @@ DEFAULT_CALL_COSTS: dict[int, CallCost] = {
     _C.MapSparseGpaPages: CallCost(1_500, 120),
     _C.UnmapGpaPages: CallCost(1_200, 60),
     _C.ModifySparseGpaPages: CallCost(1_200, 80),
+    _C.InstallIntercept: CallCost(1_000),
+    _C.CheckForIoIntercept: CallCost(400),
     _C.TranslateVirtualAddress: CallCost(1_000),
     _C.TranslateVirtualAddressEx: CallCost(1_100),
 }
@@ -83,6 +85,8 @@ class PageCosts:
     connection: int = 1
     #: The page table of one 2 MiB GPA region holding mappings, charged to the mapped partition.
     gpa_table: int = 1
+    #: A CPUID intercept (the only intercept kind the legacy table lets fail INSUFFICIENT_MEMORY).
+    cpuid_intercept: int = 1
 
 
 @dataclass(frozen=True, slots=True)

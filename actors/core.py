@@ -12,6 +12,7 @@ from collections.abc import Callable
 from hvsim.actors.config import HvConfig
 from hvsim.actors.gpa import GpaCalls
 from hvsim.actors.hvdef import (
+    CHECK_FOR_IO_INTERCEPT_INPUT,
     CONNECT_PORT_INPUT,
     CREATE_PARTITION_INPUT,
     CREATE_PORT_INPUT,
@@ -24,6 +25,7 @@ from hvsim.actors.hvdef import (
     HV_PAGE_SIZE,
     HV_REGISTER_VALUE_SIZE,
     INITIAL_VP_CONTEXT,
+    INSTALL_INTERCEPT_INPUT,
     MAP_GPA_PAGES_HEADER,
     MEMORY_BALANCE_OUTPUT,
     MEMORY_POOL_INPUT,
@@ -50,6 +52,7 @@ from hvsim.actors.hvdef import (
     make_result,
 )
 from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, Shape, dispatch
+from hvsim.actors.intercepts import InterceptCalls
 from hvsim.actors.messages import MessageCalls
 from hvsim.actors.partitions import PartitionCalls
 from hvsim.actors.pools import PoolCalls
@@ -125,6 +128,8 @@ CALL_TABLE: dict[int, Shape] = {
     C.TranslateVirtualAddressEx: Shape(
         "translate_virtual_address_ex", TRANSLATE_VA_INPUT.size, TRANSLATE_VA_EX_OUTPUT.size
     ),
+    C.InstallIntercept: Shape("install_intercept", INSTALL_INTERCEPT_INPUT.size),
+    C.CheckForIoIntercept: Shape("check_for_io_intercept", CHECK_FOR_IO_INTERCEPT_INPUT.size, 8),
     C.StartVirtualProcessor: Shape(
         "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
     ),
@@ -136,7 +141,15 @@ CALL_NAMES: dict[int, str] = {int(c): c.name for c in HypercallCode}
 
 
 class Hypervisor(
-    GpaCalls, TranslateCalls, PortCalls, MessageCalls, PartitionCalls, PoolCalls, PropertyCalls, VpCalls
+    InterceptCalls,
+    GpaCalls,
+    TranslateCalls,
+    PortCalls,
+    MessageCalls,
+    PartitionCalls,
+    PoolCalls,
+    PropertyCalls,
+    VpCalls,
 ):
     """The hypervisor's behaviour and state; :meth:`hypercall` is the only way in for callers."""
 

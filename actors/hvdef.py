@@ -838,7 +838,12 @@ class MessageType(IntEnum):
     """HV_MESSAGE_TYPE (u32), the values this model sends. Bit 31 set: hypervisor-reserved."""
 
     None_ = 0x0000_0000
+    UnmappedGpa = 0x8000_0000
+    GpaIntercept = 0x8000_0001
     SynicSintIntercept = 0x8000_0061
+    X64IoPortIntercept = 0x8001_0000
+    X64MsrIntercept = 0x8001_0001
+    X64CpuidIntercept = 0x8001_0002
 
 
 #: MessageType bit 31: reserved for the hypervisor; guests may post only types 1..0x7FFFFFFF.
@@ -1062,3 +1067,137 @@ class TranslateVirtualAddressExOutput(NamedTuple):
 TRANSLATE_VA_INPUT = Layout(TranslateVirtualAddressInput, "<QIIQQ", 32)
 TRANSLATE_VA_OUTPUT = Layout(TranslateVirtualAddressOutput, "<QQ", 16)
 TRANSLATE_VA_EX_OUTPUT = Layout(TranslateVirtualAddressExOutput, "<QQ32sQ", 56)
+
+
+# --- intercepts, HYPERCALLS.md 4.22-4.26 and 5.6 --------------------------------------------------
+class InterceptType(IntEnum):
+    """HV_INTERCEPT_TYPE (u32), x64 values."""
+
+    X64IoPort = 0x00
+    X64Msr = 0x01
+    X64Cpuid = 0x02
+    Exception = 0x03
+    Mmio = 0x05
+    X64GlobalCpuid = 0x06
+    X64ApicSmi = 0x07
+    Hypercall = 0x08
+    X64ApicInitSipi = 0x09
+    X64McUpdatePatchLevelMsrRead = 0x0A
+    X64ApicWrite = 0x0B
+    X64MsrIndex = 0x0C
+    UnknownSynicConnection = 0x0D
+    X64ApicEoi = 0x0E
+    RetargetInterruptWithUnknownDeviceId = 0x0F
+    X64ExceptionTrap = 0x10
+    X64IoPortRange = 0x11
+
+
+#: HV_INTERCEPT_ACCESS_TYPE_MASK.
+INTERCEPT_READ, INTERCEPT_WRITE, INTERCEPT_EXECUTE = 0x1, 0x2, 0x4
+#: SINT 0 receives intercept messages (HV_SYNIC_INTERCEPTION_SINT_INDEX).
+HV_SYNIC_INTERCEPTION_SINT = 0
+
+
+class InstallInterceptInput(NamedTuple):
+    """HvCallInstallIntercept input (24 B)."""
+
+    partition_id: int
+    access_type: int
+    intercept_type: int
+    parameter: int
+
+
+class CheckForIoInterceptInput(NamedTuple):
+    """HvCallCheckForIoIntercept input (18 B, padded to 24)."""
+
+    partition_id: int
+    vp_index: int
+    target_vtl: int
+    padding0: int
+    port: int
+    size: int
+    is_write: int
+    padding1: bytes
+
+
+INSTALL_INTERCEPT_INPUT = Layout(InstallInterceptInput, "<QIIQ", 24)
+CHECK_FOR_IO_INTERCEPT_INPUT = Layout(CheckForIoInterceptInput, "<QIBBHBB6s", 24)
+
+
+class X64InterceptHeader(NamedTuple):
+    """HV_X64_INTERCEPT_MESSAGE_HEADER (40 B) [hdr Linux hvhdk.h]: VpIndex; InstructionLength
+    (bits 3:0) | Cr8 (bits 7:4); InterceptAccessType (0 read, 1 write, 2 execute);
+    ExecutionState (bits 1:0 CPL, 2 CR0.PE, 3 CR0.AM, 4 EFER.LMA, ...); CS; RIP; RFLAGS."""
+
+    vp_index: int
+    instruction_length_cr8: int
+    access_type: int
+    execution_state: int
+    cs: bytes
+    rip: int
+    rflags: int
+
+
+class X64IoPortInterceptMessage(NamedTuple):
+    """HV_X64_IO_PORT_INTERCEPT_MESSAGE payload after the header (88 B): port, access info
+    (bits 2:0 access size, 3 string op, 4 rep prefix), instruction byte count, RAX, instruction
+    bytes, DS, ES, RCX, RSI, RDI."""
+
+    port: int
+    access_info: int
+    instruction_byte_count: int
+    reserved: int
+    rax: int
+    instruction_bytes: bytes
+    ds: bytes
+    es: bytes
+    rcx: int
+    rsi: int
+    rdi: int
+
+
+class X64MsrInterceptMessage(NamedTuple):
+    """HV_X64_MSR_INTERCEPT_MESSAGE payload after the header (24 B)."""
+
+    msr: int
+    reserved: int
+    rdx: int
+    rax: int
+
+
+class X64CpuidInterceptMessage(NamedTuple):
+    """HV_X64_CPUID_INTERCEPT_MESSAGE payload after the header (64 B): the guest's RAX/RCX/RDX/RBX
+    and the result the hypervisor would give without the intercept."""
+
+    rax: int
+    rcx: int
+    rdx: int
+    rbx: int
+    default_rax: int
+    default_rcx: int
+    default_rdx: int
+    default_rbx: int
+
+
+class X64MemoryInterceptMessage(NamedTuple):
+    """HV_X64_MEMORY_INTERCEPT_MESSAGE payload after the header (40 B): cache type, instruction byte
+    count, access info (bit 0 GVA valid, bit 1 GVA->GPA valid), TPR priority, GVA, GPA,
+    instruction bytes."""
+
+    cache_type: int
+    instruction_byte_count: int
+    access_info: int
+    tpr_priority: int
+    reserved: int
+    gva: int
+    gpa: int
+    instruction_bytes: bytes
+
+
+X64_INTERCEPT_HEADER = Layout(X64InterceptHeader, "<IBBH16sQQ", 40)
+X64_IO_PORT_INTERCEPT = Layout(X64IoPortInterceptMessage, "<HBBIQ16s16s16sQQQ", 88)
+X64_MSR_INTERCEPT = Layout(X64MsrInterceptMessage, "<IIQQ", 24)
+X64_CPUID_INTERCEPT = Layout(X64CpuidInterceptMessage, "<QQQQQQQQ", 64)
+X64_MEMORY_INTERCEPT = Layout(X64MemoryInterceptMessage, "<IBBBBQQ16s", 40)
+#: HV_INTERCEPT_ACCESS_TYPE values in an intercept message header.
+ACCESS_READ, ACCESS_WRITE, ACCESS_EXECUTE = 0, 1, 2

@@ -11,6 +11,7 @@ import pykka
 from hvsim.actors.config import HvConfig
 from hvsim.actors.core import Hypervisor
 from hvsim.actors.hypercall import HypercallRequest
+from hvsim.actors.intercepts import GuestAccess
 from hvsim.actors.model import Partition, Vp
 from hvsim.actors.partition import (
     PartitionActor,
@@ -22,7 +23,7 @@ from hvsim.actors.partition import (
 )
 from hvsim.actors.runtime import Deferred, SimActor, call_later
 from hvsim.actors.trace import EventLog
-from hvsim.actors.vp import DoorbellWrite, MsrWrite, SintInterrupt
+from hvsim.actors.vp import DoorbellWrite, MsrWrite, RegisterRead, SintInterrupt
 from hvsim.actors.workload import GuestProvider
 
 
@@ -71,6 +72,11 @@ class HypervisorActor(SimActor):
                 message.partition_id, message.vp, message.gpa, message.value, message.size
             )
             return Deferred(None, self.hv.config.msr_write_ns)
+        elif kind is GuestAccess:
+            return Deferred(self.hv.guest_access(message), self.hv.config.msr_write_ns)
+        elif kind is RegisterRead:
+            vp = self.hv.partitions[message.partition_id].vps[message.vp]
+            return [vp.regs.get(name, 0) for name in message.names]
         elif kind is Rescan:
             self.hv.rescan_all()
         else:

@@ -92,7 +92,7 @@ class MessageCalls(HvState):
         port.buffers_in_use += 1
         header = MESSAGE_HEADER.pack((mtype, inp.payload_size, 0, 0, port.id))
         self._send(
-            Message(self._message_id(), Kind.POST, caller.id, call.vp, owner.id, vp.index,
+            Message(self.new_message_id(), Kind.POST, caller.id, call.vp, owner.id, vp.index,
                     port.target_sint, header + inp.payload, port, holds_buffer=True)
         )  # fmt: skip
         return OK
@@ -115,7 +115,7 @@ class MessageCalls(HvState):
         if vp is None:
             return status
         self._send(
-            Message(self._message_id(), Kind.EVENT, caller.id, call.vp, owner.id, vp.index,
+            Message(self.new_message_id(), Kind.EVENT, caller.id, call.vp, owner.id, vp.index,
                     port.target_sint, b"", port, flag=port.base_flag + inp.flag_number)
         )  # fmt: skip
         return OK
@@ -138,7 +138,7 @@ class MessageCalls(HvState):
             return S.INVALID_SYNIC_STATE
         if vp.synic.slot_type(sint) or self._blocked(target, vp, sint):
             return S.OBJECT_IN_USE  # openvmm: no buffer pool backs a direct post
-        msg = Message(self._message_id(), Kind.DIRECT, call.caller.id, call.vp, target.id, vp.index,
+        msg = Message(self.new_message_id(), Kind.DIRECT, call.caller.id, call.vp, target.id, vp.index,
                       sint, inp.message, None)  # fmt: skip
         self._log_posted(msg)
         self._deliver(target, vp, msg)
@@ -156,7 +156,7 @@ class MessageCalls(HvState):
             return S.INVALID_VP_INDEX
         if not sief_enabled(vp.regs) or sint_masked(vp.regs, inp.sint):
             return S.INVALID_SYNIC_STATE
-        msg = Message(self._message_id(), Kind.DIRECT_EVENT, call.caller.id, call.vp, target.id,
+        msg = Message(self.new_message_id(), Kind.DIRECT_EVENT, call.caller.id, call.vp, target.id,
                       vp.index, inp.sint, b"", None, flag=inp.flag_number)  # fmt: skip
         self._log_posted(msg)
         newly = self._set_flag(target, vp, msg)
@@ -179,12 +179,14 @@ class MessageCalls(HvState):
             self.log.emit("msr.write", partition=p.id, vp=vp_index, name=R(name).name, status=status.name)
         return status
 
-    def guest_doorbell_write(self, partition_id: int, vp_index: int, gpa: int, value: int, size: int) -> None:
+    def guest_doorbell_write(self, partition_id: int, vp_index: int, gpa: int, value: int, size: int) -> bool:
         """The guest on that VP wrote *value* (*size* bytes) at *gpa*: ring every doorbell
-        connection of its partition that the write matches (address, size and trigger value)."""
+        connection of its partition that the write matches (address, size and trigger value);
+        whether any matched."""
         p = self.partitions.get(partition_id)
         if p is None or vp_index not in p.vps:
-            return
+            return False
+        rang = False
         for conn in list(p.connections.values()):
             if conn.type != PortType.Doorbell or conn.address != gpa:
                 continue
@@ -194,6 +196,8 @@ class MessageCalls(HvState):
             if not conn.flags & DOORBELL_TRIGGER_ANY_VALUE and value != conn.trigger_value:
                 continue
             self._ring(p, vp_index, conn)
+            rang = True
+        return rang
 
     # --- SynIC state changes ---------------------------------------------------------------------
     def synic_written(self, p: Partition, vp: Vp, name: int) -> None:
@@ -286,13 +290,12 @@ class MessageCalls(HvState):
         header = MESSAGE_HEADER.pack((MessageType.SynicSintIntercept, 4, 0, 0, p.id))
         data = header + port.id.to_bytes(4, "little") + bytes(HV_MESSAGE_PAYLOAD_SIZE - 4)
         self._send(
-            Message(self._message_id(), Kind.DOORBELL, p.id, vp_index, owner.id, vp.index,
+            Message(self.new_message_id(), Kind.DOORBELL, p.id, vp_index, owner.id, vp.index,
                     port.target_sint, data, port)
         )  # fmt: skip
 
-    def _message_id(self) -> int:
-        self.next_message_id += 1
-        return self.next_message_id - 1
+    def send_message(self, msg: Message) -> None:
+        self._send(msg)
 
     def _blocked(self, p: Partition, vp: Vp, sint: int) -> bool:
         return self.interposer is not None and self.interposer.slot_blocked(p.id, vp.index, sint)
@@ -332,7 +335,7 @@ class MessageCalls(HvState):
         delay += fault.extra_ns
         self.effects.schedule(delay, lambda: self._arrive(msg))
         if fault.duplicate_after_ns is not None:
-            copy = Message(self._message_id(), msg.kind, msg.src_partition, msg.src_vp, msg.dst_partition,
+            copy = Message(self.new_message_id(), msg.kind, msg.src_partition, msg.src_vp, msg.dst_partition,
                            msg.dst_vp, msg.sint, msg.data, msg.port, flag=msg.flag)  # fmt: skip
             self.undelivered[copy.id] = copy
             self._log_posted(copy, fault=fault.fault, copy_of=msg.id)

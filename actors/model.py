@@ -139,6 +139,8 @@ class Partition:
     gpa: dict[int, GpaMapping] = field(default_factory=dict)
     #: 2 MiB GPA regions -> mapped pages in them (each region's page-table page is charged once).
     gpa_regions: dict[int, int] = field(default_factory=dict)
+    #: (HV_INTERCEPT_TYPE, parameter) -> access mask, installed by the parent.
+    intercepts: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.pool = Pool(self.id)

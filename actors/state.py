@@ -7,7 +7,7 @@ point); the caller sees the result after the call's simulated service time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from hvsim.actors.config import HvConfig
 from hvsim.actors.hvdef import (
@@ -207,6 +207,22 @@ class HvState:
 
     def write_register(self, p: Partition, vp: Vp, name: int, value: int) -> HvStatus:
         """SetVpRegisters' write rule for one register (implemented by the VP calls)."""
+        raise NotImplementedError
+
+    def new_message_id(self) -> int:
+        self.next_message_id += 1
+        return self.next_message_id - 1
+
+    def send_message(self, msg: Message) -> None:
+        """Put *msg* in transit to its target VP (implemented by the message calls)."""
+        raise NotImplementedError
+
+    def guest_doorbell_write(self, partition_id: int, vp_index: int, gpa: int, value: int, size: int) -> bool:
+        """Ring the doorbells a guest write matches; whether any did (the message calls)."""
+        raise NotImplementedError
+
+    def walk(self, p: Partition, vp: Vp, gva_page: int, flags: int) -> Any:
+        """Translate a GVA page as *vp* would (implemented by the translation calls)."""
         raise NotImplementedError
 
     def remove_mappings(self, p: Partition) -> None:

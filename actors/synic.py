@@ -46,6 +46,7 @@ class Kind(Enum):
     DOORBELL = "doorbell"  # the hypervisor's notification of a doorbell write
     EVENT = "event"  # HvCallSignalEvent through an event port (sets one SIEF flag)
     DIRECT_EVENT = "direct_event"  # HvCallSignalEventDirect (sets the flag at once)
+    INTERCEPT = "intercept"  # the hypervisor's intercept message to a child's parent (SINT 0)
 
 
 class Fate(Enum):

@@ -21,16 +21,22 @@ from hvsim.actors.hvdef import (
     control,
 )
 from hvsim.actors.hypercall import HypercallRequest, HypercallResult
+from hvsim.actors.intercepts import AccessOutcome, GuestAccess
 from hvsim.actors.runtime import SimActor, ask
 from hvsim.actors.synic import Synic
 from hvsim.actors.workload import (
     Compute,
+    Cpuid,
     Halt,
     Hypercall,
+    IoPort,
     MemoryWrite,
+    Msr,
     Program,
+    ReadMemory,
     ReceiveMessage,
     WaitEvent,
+    WriteMemory,
     WriteMsr,
 )
 
@@ -62,6 +68,15 @@ class SetSpeed:
     """Compute takes *factor* times its nominal time (1.0: full speed)."""
 
     factor: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRead:
+    """The VP reads its own registers (after its parent emulated an intercepted instruction)."""
+
+    partition_id: int
+    vp: int
+    names: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +112,7 @@ CRASH_NOTIFY = 1 << 63
 
 
 R = RegisterName
+AccessOp = IoPort | Msr | Cpuid | ReadMemory | WriteMemory
 
 
 class VpActor(SimActor):
@@ -146,6 +162,12 @@ class VpActor(SimActor):
         self.loops = 0
         #: Hypercalls answered with a status other than SUCCESS.
         self.failed_calls = 0
+        #: IO, MSR, CPUID and memory accesses: done, intercepted (and resumed), faulted (#GP, #PF);
+        #: the values the last few reads returned (newest last).
+        self.accesses = 0
+        self.intercepted = 0
+        self.faults = 0
+        self.values: list[int] = []
         self.last_message = b""
         self._irq: simpy.Event | None = None
         #: Host code on this VP waiting for its next interrupt (see :meth:`next_interrupt`).
@@ -176,6 +198,7 @@ class VpActor(SimActor):
             self.crash_code = message.code
             if self.runnable and not self.halted and self._resume is not None and not self._resume.triggered:
                 self._resume.succeed()
+            self._wake_irq()  # a VP idle in a message or event wait crashes too
         else:
             return super().on_receive(message)
         return None
@@ -223,7 +246,7 @@ class VpActor(SimActor):
         timeout passed or the VP went away first."""
         deadline = None if timeout_ns is None else int(self.env.now) + timeout_ns
         while True:
-            if not (yield from self._gate()):
+            if not (yield from self._gate()) or self.crash_code is not None:
                 return False
             if ready():
                 return True
@@ -246,6 +269,30 @@ class VpActor(SimActor):
         if pending:
             self.eoms += 1
             yield ask(self.hypervisor, MsrWrite(self.partition_id, self.index, R.Eom, 0))
+
+    def _access(
+        self, op: IoPort | Msr | Cpuid | ReadMemory | WriteMemory
+    ) -> Generator[simpy.Event, Any, None]:
+        """One IO port, MSR, CPUID or memory access; if intercepted, wait for the parent to resume
+        the VP and take the result from the registers it emulated into."""
+        access, result_regs, mask = _describe(self.partition_id, self.index, op)
+        outcome: AccessOutcome = yield ask(self.hypervisor, access)
+        self.accesses += 1
+        if outcome.outcome == "fault":
+            self.faults += 1
+            return
+        value = outcome.value
+        if outcome.outcome == "intercepted":
+            self.intercepted += 1
+            if not (yield from self._gate()):  # intercept suspend holds the VP until resumed
+                return
+            if not result_regs:
+                return
+            regs = yield ask(self.hypervisor, RegisterRead(self.partition_id, self.index, result_regs))
+            value = regs[0] if type(op) is not Msr else (regs[1] << 32) | (regs[0] & 0xFFFF_FFFF)
+        elif not result_regs:
+            return
+        self.values = [*self.values[-15:], value & mask]
 
     def _wait_event(self, op: WaitEvent) -> Generator[simpy.Event, Any, None]:
         synic = self.synic
@@ -289,6 +336,8 @@ class VpActor(SimActor):
                     yield from self._wait_event(op)
                 elif type(op) is WriteMsr:
                     yield ask(self.hypervisor, MsrWrite(self.partition_id, self.index, op.name, op.value))
+                elif type(op) in ACCESS_OPS:
+                    yield from self._access(op)  # type: ignore[arg-type]
                 elif type(op) is MemoryWrite:
                     self.memory_writes += 1
                     yield ask(
@@ -322,3 +371,24 @@ class VpActor(SimActor):
         )
         self.crashed = True
         self.halted = True
+
+
+ACCESS_OPS = frozenset({IoPort, Msr, Cpuid, ReadMemory, WriteMemory})
+R_RAX, R_RDX = int(R.Rax), int(R.Rdx)
+
+
+def _describe(partition_id: int, index: int, op: AccessOp) -> tuple[GuestAccess, tuple[int, ...], int]:
+    """The access an op makes, the registers an intercepted one reads its result from, the mask."""
+    if type(op) is IoPort:
+        access = GuestAccess(partition_id, index, "io", op.port, op.write, op.value, op.size)
+        return access, (() if op.write else (R_RAX,)), (1 << (8 * op.size)) - 1
+    if type(op) is Msr:
+        access = GuestAccess(partition_id, index, "msr", op.index, op.write, op.value, 8)
+        return access, (() if op.write else (R_RAX, R_RDX)), (1 << 64) - 1
+    if type(op) is Cpuid:
+        return GuestAccess(partition_id, index, "cpuid", op.leaf, subleaf=op.subleaf), (R_RAX,), (1 << 32) - 1
+    if type(op) is ReadMemory:
+        access = GuestAccess(partition_id, index, "memory", op.address, False, 0, op.size, op.virtual)
+        return access, (R_RAX,), (1 << (8 * op.size)) - 1
+    assert type(op) is WriteMemory
+    return GuestAccess(partition_id, index, "memory", op.address, True, op.value, op.size, op.virtual), (), 0

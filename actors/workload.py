@@ -76,7 +76,68 @@ class MemoryWrite:
     size: int = 4
 
 
-Op = Compute | Hypercall | Halt | WriteMsr | ReceiveMessage | WaitEvent | MemoryWrite
+@dataclass(frozen=True, slots=True)
+class IoPort:
+    """IN (write=False) or OUT of *size* bytes (1, 2 or 4) at IO port *port*."""
+
+    port: int
+    size: int = 1
+    write: bool = False
+    value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Msr:
+    """RDMSR (write=False) or WRMSR of MSR *index*."""
+
+    index: int
+    write: bool = False
+    value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cpuid:
+    """CPUID of *leaf* / *subleaf*: the result lands in RAX, RBX, RCX, RDX."""
+
+    leaf: int
+    subleaf: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMemory:
+    """Load *size* bytes (1, 2, 4, 8; within one page) at *address*: a GPA, or a GVA translated
+    through the guest's page tables when *virtual*."""
+
+    address: int
+    size: int = 8
+    virtual: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteMemory:
+    """Store *value* (*size* bytes, within one page) at *address* (a GPA, or a GVA when *virtual*):
+    RAM, a doorbell, or an intercept where nothing is mapped."""
+
+    address: int
+    value: int
+    size: int = 8
+    virtual: bool = False
+
+
+Op = (
+    Compute
+    | Hypercall
+    | Halt
+    | WriteMsr
+    | ReceiveMessage
+    | WaitEvent
+    | MemoryWrite
+    | IoPort
+    | Msr
+    | Cpuid
+    | ReadMemory
+    | WriteMemory
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ VP_FAULT_POLL_NS = 100_000
 CALL_FAULTS = (HypercallPartial, HypercallLatency, HypercallTransient)
 POOL_FAULTS = (PoolCap, PoolFailNth, PoolFailProbability, PoolRefuseLarge)
 MESSAGE_FAULTS = (MessageDelay, MessageReorder, MessageDrop, MessageDuplicate)
+MESSAGE_KINDS = frozenset({"post", "event", "doorbell"})
 
 
 class HostCrashed(Exception):
@@ -191,6 +192,8 @@ class FaultInjector:
     def on_message(
         self, src_partition: int, dst_partition: int, dst_vp: int, sint: int, kind: str
     ) -> MessageFault | None:
+        if kind not in MESSAGE_KINDS:
+            return None  # intercept messages are the VP's own buffer, not port traffic
         for i, f in self._message_faults:
             if not self.active(i) or not self._targets(f.target, dst_partition):
                 continue

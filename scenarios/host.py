@@ -79,6 +79,9 @@ class PartitionSpec:
     #: Initial RIP / RSP of VP 0.
     entry: int = 0x10_0000
     stack: int = 0x8_0000
+    #: Host code run once the VPs exist and before they run (map guest RAM, install intercepts):
+    #: ``prepare(host, partition_id)`` is a generator.
+    prepare: Callable[[ReferenceHost, int], Gen[Any]] | None = None
 
 
 HOST_STEPS = (
@@ -117,6 +120,8 @@ class ReferenceHost:
         self.deposits_before_backoff = deposits_before_backoff
         #: Partitions this host created and has not deleted, with their specs.
         self.managed: dict[int, PartitionSpec] = {}
+        #: Host pages backing each child's guest RAM (mapped with MapGpaPages), freed after teardown.
+        self.guest_ram: dict[int, list[int]] = {}
 
     # --- building blocks -----------------------------------------------------------------------
     def note(self, step: str, **fields: Any) -> None:
@@ -192,6 +197,8 @@ class ReferenceHost:
             )
             self.expect(status, f"CreateVp({pid}, {index})")
         self.note("boot.vps_created", partition=pid)
+        if spec.prepare is not None:
+            yield from spec.prepare(self, pid)
         out = yield from api.set_registers(pid, 0, {R.Rip: spec.entry, R.Rsp: spec.stack})
         self.expect(out.status, "SetVpRegisters(initial state)")
         for index in range(spec.vps):  # VP 0 runs; the APs wait for the guest to start them

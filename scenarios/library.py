@@ -122,7 +122,7 @@ def recover(sim: Simulation) -> Generator[simpy.Event, Any, Any]:
 DEFAULT_SCENARIO = "lifecycle"
 
 # The messaging scenarios register themselves with the decorator above.
-from hvsim.scenarios import messaging  # noqa: E402, F401
+from hvsim.scenarios import devices, messaging  # noqa: E402, F401
 
 
 def load(name_or_path: str) -> Scenario:

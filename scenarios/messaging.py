@@ -25,7 +25,7 @@ from hvsim.actors.workload import Compute, MemoryWrite, Op, Program, ReceiveMess
 from hvsim.scenarios.host import PartitionSpec, ReferenceHost, new_host
 from hvsim.scenarios.library import scenario
 from hvsim.scenarios.simulation import Simulation
-from hvsim.scenarios.workload import enable_synic, post_message, signal_event
+from hvsim.scenarios.workload import enable_synic, post_message, signal_event, start_ap
 
 S = HvStatus
 Gen = Generator[simpy.Event, Any, Any]
@@ -146,10 +146,12 @@ DOORBELL_GPA = 0xF000_0000
 DOORBELL_FLAGS = 0x8000_0003
 
 
-def doorbell_guest(index: int, work_ns: int, timeout_ns: int) -> Program:
-    """VP 0 rings and waits for the host's completion signal; the other VPs ring and move on (their
-    rings coalesce with pending ones)."""
+def doorbell_guest(index: int, vps: int, work_ns: int, timeout_ns: int) -> Program:
+    """VP 0 starts the other VPs, rings and waits for the host's completion signal; the other VPs
+    ring and move on (their rings coalesce with pending ones)."""
     setup = enable_synic({EVENT_SINT: 0x31})
+    if index == 0:
+        setup += tuple(start_ap(ap, rip=0x10_0000, rsp=0x20_0000 + 0x1000 * ap) for ap in range(1, vps))
     loop: tuple[Op, ...] = (Compute(work_ns), MemoryWrite(DOORBELL_GPA, index + 1, 4))
     if index == 0:
         loop += (WaitEvent(EVENT_SINT, 0, timeout_ns),)
@@ -162,8 +164,8 @@ def doorbell_session(
     host = new_host(sim)
     api = host.api
     end = sim.limits.cap("run_ns", run_ns)
-    program: Callable[[int], Program] = lambda i: doorbell_guest(i, work_ns, 4 * MS)  # noqa: E731
     vps = sim.limits.cap("vps", 2)
+    program: Callable[[int], Program] = lambda i: doorbell_guest(i, vps, work_ns, 4 * MS)  # noqa: E731
     child = yield from host.boot(PartitionSpec(vps=vps, program=program))
     out = yield from api.enable_synic(HV_PARTITION_ID_SELF, 0, {HV_SYNIC_DOORBELL_SINT: 0x35})
     host.expect(out.status, "SetVpRegisters(root SynIC)")

@@ -3,6 +3,8 @@
 Runs are small explicit plans on the built-in scenarios with fixed seeds (lifecycle boots its
 partitions in the first millisecond and tears them down at about 20 ms; churn builds partitions one
 after another for about 28 ms), plus custom scenarios where a kind needs a precise observation.
+Message kinds need messages: they fire and heal on a 30 ms vmbus session instead (the kinds
+themselves are exercised in test_message_faults.py).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from hvsim.scenarios import faulting
 from hvsim.scenarios.host import HOST_STEPS, PartitionSpec, ReferenceHost
 from hvsim.scenarios.hostapi import HostApi
 from hvsim.scenarios.library import Scenario
+from hvsim.scenarios.messaging import vmbus_session
 from hvsim.scenarios.runner import RunResult, run_scenario
 from hvsim.scenarios.simulation import Simulation
 from hvsim.scenarios.workload import GET_PARTITION_ID, start_ap
@@ -135,8 +138,28 @@ KIND_KNOBS: dict[str, dict[str, Any]] = {
     "vp.pause": {"start_ns": 2 * MS, "duration_ns": 3 * MS},
     "vp.crash": {"start_ns": 2 * MS, "vp": 1},
     "vp.slow": {"start_ns": 2 * MS, "factor": 3.0},
+    "message.delay": {"extra_ns": 33_000},
+    "message.reorder": {"window_ns": 500_000},
+    "message.drop": {"probability": 0.2},
+    "message.duplicate": {"probability": 0.2, "after_ns": 10_000},
+    "synic.busy_slot": {"start_ns": 2 * MS, "end_ns": 4 * MS},
+    "port.exhaust_buffers": {"buffers": 0, "start_ns": 2 * MS},
 }
 POOL_KINDS = sorted(k for k in FAULT_KINDS if k.startswith("pool."))
+#: Kinds that act on SynIC messages: lifecycle sends none, so they never fire there.
+MESSAGE_KINDS = {
+    "message.delay",
+    "message.reorder",
+    "message.drop",
+    "message.duplicate",
+    "synic.busy_slot",
+    "port.exhaust_buffers",
+}
+#: A vmbus session (a request/response every ~0.25 ms between client 2 and server 3) cut to 30 ms.
+VMBUS_RUN_NS = 30 * MS
+VMBUS = Scenario(
+    "vmbus-30ms", "vmbus for 30 ms", lambda sim: vmbus_session(sim, VMBUS_RUN_NS, think_ns=200_000)
+)
 
 
 def test_the_fire_and_heal_table_covers_every_kind() -> None:
@@ -166,7 +189,7 @@ def check_fired_and_healed(result: RunResult, plan: FaultPlan, kind: str) -> Non
     assert all(not injector.active(i) for i in range(len(plan.faults)))
 
 
-@pytest.mark.parametrize("kind", sorted(KIND_KNOBS))
+@pytest.mark.parametrize("kind", sorted(set(KIND_KNOBS) - MESSAGE_KINDS))
 def test_each_kind_fires_and_heals_on_lifecycle(kind: str) -> None:
     plan = make_plan({"kind": kind, **KIND_KNOBS[kind]}, heal_at_ns=HEAL)
     result = run("lifecycle", 1, plan)
@@ -174,6 +197,38 @@ def test_each_kind_fires_and_heals_on_lifecycle(kind: str) -> None:
     if kind != "host.crash":
         # The run went on past the heal (teardown at ~20 ms), with hypercalls, none disturbed.
         assert result.sim.now_ns > HEAL and [r for r in calls(result) if r["t"] > HEAL]
+
+
+def message_records(result: RunResult, event: str) -> list[dict[str, Any]]:
+    return [r for r in records(result) if r["event"] == event]
+
+
+@pytest.mark.parametrize("kind", sorted(MESSAGE_KINDS))
+def test_each_message_kind_fires_and_heals_on_vmbus(kind: str) -> None:
+    plan = make_plan({"kind": kind, **KIND_KNOBS[kind]}, heal_at_ns=HEAL)
+    result = run(VMBUS, 1, plan)
+    check_fired_and_healed(result, plan, kind)
+    # Every message ended: delivered, dropped by the fault, or freed by the teardown.
+    counts = result.summary["messages"]
+    assert counts["posted"] == counts["delivered"] + counts["freed"] + counts["dropped"]
+    assert counts["undelivered"] == 0
+    # Messages posted after the heal carry no fault, and the channel still works then.
+    posted = message_records(result, "message.posted")
+    assert [r for r in posted if "fault" in r and r["t"] < HEAL] or kind in {
+        "synic.busy_slot",
+        "port.exhaust_buffers",
+    }
+    assert not [r for r in posted if "fault" in r and r["t"] >= HEAL]
+    assert not [r for r in message_records(result, "message.dropped") if r["t"] >= HEAL]
+    late = [r for r in message_records(result, "message.delivered") if r["t"] > HEAL]
+    assert {(r["dst_partition"], r["port"]) for r in late} >= {(2, 1), (3, 1), (2, 2)}
+    # Both sides still get requests and responses through. (After duplicates, the client -- which
+    # takes one response per request -- stays behind by the extra copies, so the server may keep
+    # meeting full buffers and retrying; that is the guest's protocol, not a fault still acting.)
+    # (From 30 ms the children are torn down: a post to a deleted port answers INVALID_PORT_ID.)
+    late_posts = [r for r in calls(result, "PostMessage") if HEAL + MS < r["t"] < VMBUS_RUN_NS]
+    assert {r["caller"] for r in late_posts if r["status"] == "SUCCESS"} == {2, 3}
+    assert {r["status"] for r in late_posts} <= {"SUCCESS", "INSUFFICIENT_BUFFERS"}
 
 
 @pytest.mark.parametrize("kind", POOL_KINDS)
@@ -254,8 +309,28 @@ def hvsim(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*HVSIM, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+def cli_swarm_plan(seed: int) -> FaultPlan:
+    """The plan `hvsim run --swarm --seed SEED` draws."""
+    return swarm_plan(random.Random(f"swarm:{seed}"), name=f"swarm-{seed}")
+
+
+def first_swarm_seed_crashing_in_teardown() -> tuple[int, RunResult]:
+    """The first seed whose swarm plan crashes the host in a lifecycle teardown, with its in-process
+    run (searched, so that new fault kinds changing the draws do not void the test)."""
+    for seed in range(100):
+        plan = cli_swarm_plan(seed)
+        crash = [f for f in plan.faults if f.kind == "host.crash" and f.step.startswith("teardown.")]
+        if not crash or len(plan.faults) < 3:
+            continue
+        result = run_scenario("lifecycle", seed, plan=plan)
+        if result.crashes:
+            return seed, result
+    raise AssertionError("no swarm seed in 0-99 crashes the host in a teardown")
+
+
 def test_cli_swarm_writes_a_plan_that_replays_identically(tmp_path: Path) -> None:
-    seed = "12"  # its plan crashes the host at teardown.finalized, adds latency, pauses and slows VPs
+    found, in_process = first_swarm_seed_crashing_in_teardown()
+    seed = str(found)  # its plan crashes the host at a teardown step, among other faults
     first = hvsim("run", "--swarm", "--seed", seed, "--out", "a", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     plan_file = tmp_path / "a" / "plan.toml"
@@ -269,7 +344,8 @@ def test_cli_swarm_writes_a_plan_that_replays_identically(tmp_path: Path) -> Non
     assert b'"event":"fault"' in events_a and b'"event":"fault.healed"' in events_a
     assert b'"event":"host.crashed"' in events_a and b'"event":"host.restarted"' in events_a
     # And in-process, the same plan gives the same bytes again.
-    assert run_scenario("lifecycle", int(seed), plan=plan).sim.log.lines == events_a.decode().splitlines()
+    assert plan == cli_swarm_plan(found)
+    assert in_process.sim.log.lines == events_a.decode().splitlines()
 
 
 def test_cli_swarm_check_determinism_in_a_fresh_process(tmp_path: Path) -> None:

@@ -216,6 +216,27 @@ def test_errors_name_file_line_and_field(replace: dict[str, str], line: int, whe
     assert words in message, message
 
 
+@pytest.mark.parametrize(
+    ("kind", "knob", "value", "words"),
+    [
+        ("message.delay", "kinds", ["post", "carrier-pigeon"], "'post', 'event' or 'doorbell'"),
+        ("message.delay", "extra_ns", 0, "greater than or equal to 1"),
+        ("message.reorder", "window_ns", 0, "greater than or equal to 1"),
+        ("message.drop", "probability", 1.5, "less than or equal to 1"),
+        ("message.drop", "target", "peer", "'root', 'child', 'any' or a partition id"),
+        ("message.duplicate", "after_ns", -1, "greater than or equal to 0"),
+        ("synic.busy_slot", "sint", 16, "less than or equal to 15"),
+        ("synic.busy_slot", "sint", "two", "valid integer"),
+        ("port.exhaust_buffers", "buffers", 17, "less than or equal to 16"),
+    ],
+)
+def test_message_kind_errors_name_the_knob_and_its_line(kind: str, knob: str, value: Any, words: str) -> None:
+    text = "# messaging\n" + one_fault(kind, start_ns=0, **{knob: value})
+    message = plan_error(text)
+    assert message.startswith(f"{SRC}:5: fault[0] ({kind}) field {knob}: "), message
+    assert words in message, message
+
+
 def test_errors_still_identify_the_fault_and_problem() -> None:
     """What the messages get right besides the line."""
     assert "fault[1] (vp.nope)" in plan_error(multi(l10='kind = "vp.nope"'))
@@ -308,6 +329,13 @@ HAND_WRITTEN = [
                 {"kind": "vp.pause", "target": "any", "vp": 3, "duration_ns": 1},
                 {"kind": "vp.crash", "vp": 0, "start_ns": 1_000},
                 {"kind": "vp.slow", "factor": 1000.0},
+                {"kind": "message.delay", "target": 3, "kinds": ["post", "event"], "probability": 0.5,
+                 "extra_ns": 2_500},
+                {"kind": "message.reorder", "target": "child", "kinds": ["doorbell"], "window_ns": 1},
+                {"kind": "message.drop", "probability": 1.0, "start_ns": 7, "end_ns": 8},
+                {"kind": "message.duplicate", "target": "root", "probability": 0.0, "after_ns": 0},
+                {"kind": "synic.busy_slot", "target": 2, "sint": 15, "end_ns": 4_000},
+                {"kind": "port.exhaust_buffers", "target": "any", "buffers": 0},
             ],
         }
     ),
@@ -403,7 +431,15 @@ def test_fault_kinds_cover_every_kind() -> None:
     assert models == _fault_union_members() == _concrete_fault_models()
     for kind, model in FAULT_KINDS.items():
         assert typing.get_args(model.model_fields["kind"].annotation) == (kind,)
-    assert len(FAULT_KINDS) == 12
+    assert len(FAULT_KINDS) == 18
+    assert {k for k in FAULT_KINDS if k.startswith(("message.", "synic.", "port."))} == {
+        "message.delay",
+        "message.reorder",
+        "message.drop",
+        "message.duplicate",
+        "synic.busy_slot",
+        "port.exhaust_buffers",
+    }
 
 
 def test_hvsim_faults_list_names_every_kind_and_knob() -> None:

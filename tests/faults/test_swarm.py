@@ -1,6 +1,8 @@
 """Swarm sweeps: the reference host survives the random plan `hvsim run --swarm` draws for each seed.
 
 The default run covers seeds 0-39 of the default scenario (about 0.15 s each); ``-m slow`` sweeps 500.
+Message faults need messages, which lifecycle never sends: seeds 0-19 also run on 50 ms cuts of the
+vmbus and doorbell scenarios (about 0.05 s each).
 A seed that fails names its plan: ``hvsim faults swarm --seed N`` prints it and
 ``hvsim run --swarm --seed N`` reproduces the run.
 """
@@ -14,6 +16,8 @@ from typing import Any
 import pytest
 
 from hvsim.faults import FAULT_KINDS, FaultPlan, swarm_plan
+from hvsim.scenarios.library import SCENARIOS, Scenario
+from hvsim.scenarios.messaging import doorbell_session, vmbus_session
 from hvsim.scenarios.runner import RunResult, run_scenario
 
 DEFAULT_SEEDS = range(40)
@@ -31,10 +35,14 @@ def cli_plan(seed: int) -> FaultPlan:
 
 def verdict(result: RunResult) -> str:
     kinds = [f.kind for f in result.plan.faults]
+    reproduce = (
+        f"reproduce: hvsim run {result.scenario} --swarm --seed {result.seed}"
+        if result.scenario in SCENARIOS
+        else f"plan: hvsim faults swarm --seed {result.seed}; scenario {result.scenario}: see test_swarm.py"
+    )
     return (
         f"seed {result.seed} plan {kinds}: error={result.error!r} "
-        f"violations={[(v.checker, v.message) for v in result.violations]} "
-        f"(reproduce: hvsim run {result.scenario} --swarm --seed {result.seed})"
+        f"violations={[(v.checker, v.message) for v in result.violations]} ({reproduce})"
     )
 
 
@@ -50,7 +58,7 @@ def orphans_outside_teardown(result: RunResult) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def check_seed(seed: int, scenario: str = "lifecycle") -> RunResult:
+def check_seed(seed: int, scenario: str | Scenario = "lifecycle") -> RunResult:
     plan = cli_plan(seed)
     result = run_scenario(scenario, seed, plan=plan)
     assert result.ok, verdict(result)
@@ -102,6 +110,62 @@ CHURN_KNOWN_FAILING: dict[int, str] = {}
 def test_reference_host_passes_churn_swarm_seed(seed: int) -> None:
     """churn builds partitions throughout the fault window, so pool and transient faults bite there."""
     check_seed(seed, "churn")
+
+
+MS = 1_000_000
+#: vmbus and doorbell cut to 50 ms: the swarm's fault windows (all within 40 ms) fall inside them.
+MESSAGING = {
+    "vmbus": Scenario(
+        "vmbus-50ms", "vmbus for 50 ms", lambda sim: vmbus_session(sim, 50 * MS, think_ns=200_000)
+    ),
+    "doorbell": Scenario("doorbell-50ms", "doorbell for 50 ms", lambda sim: doorbell_session(sim, 50 * MS)),
+}
+MESSAGING_SEEDS = range(20)
+MESSAGING_KNOWN_FAILING: dict[tuple[str, int], str] = {}
+MESSAGE_KINDS = {
+    "message.delay",
+    "message.reorder",
+    "message.drop",
+    "message.duplicate",
+    "synic.busy_slot",
+    "port.exhaust_buffers",
+}
+_MESSAGING_FIRED: dict[str, Counter[str]] = {name: Counter() for name in MESSAGING}
+
+
+@pytest.mark.parametrize(
+    ("name", "seed"),
+    [
+        pytest.param(n, s, marks=pytest.mark.xfail(strict=True, reason=MESSAGING_KNOWN_FAILING[(n, s)]))
+        if (n, s) in MESSAGING_KNOWN_FAILING
+        else (n, s)
+        for n in sorted(MESSAGING)
+        for s in MESSAGING_SEEDS
+    ],
+)
+def test_reference_host_passes_messaging_swarm_seed(name: str, seed: int) -> None:
+    result = check_seed(seed, MESSAGING[name])
+    counts = result.summary["messages"]
+    assert (
+        counts["posted"] == counts["delivered"] + counts["freed"] + counts["dropped"] + counts["undelivered"]
+    )
+    _MESSAGING_FIRED[name].update(k for k, n in result.summary["faults"]["fired"].items() if n)
+
+
+def test_the_messaging_sweep_is_not_vacuous() -> None:
+    """Runs after the sweep above: on vmbus every message kind fired for some seed; on doorbell the
+    four transit kinds did (its doorbell port holds no buffers and only the host's slot takes
+    messages, so port.exhaust_buffers and a busy child slot have nothing to act on)."""
+    for name, scenario in MESSAGING.items():
+        if not _MESSAGING_FIRED[name]:
+            for seed in MESSAGING_SEEDS:
+                fired = run_scenario(scenario, seed, plan=cli_plan(seed)).summary["faults"]["fired"]
+                _MESSAGING_FIRED[name].update(k for k, n in fired.items() if n)
+    assert set(_MESSAGING_FIRED["vmbus"]) >= MESSAGE_KINDS, sorted(
+        MESSAGE_KINDS - set(_MESSAGING_FIRED["vmbus"])
+    )
+    transit = {"message.delay", "message.reorder", "message.drop", "message.duplicate"}
+    assert set(_MESSAGING_FIRED["doorbell"]) >= transit
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from hvsim.actors.hvdef import HvStatus, RegisterName
 from hvsim.scenarios import HostApi, Simulation
 from hvsim.scenarios.host import HostError, PartitionSpec, ReferenceHost
-from hvsim.scenarios.library import SCENARIOS
+from hvsim.scenarios.library import SCENARIOS, Scenario
+from hvsim.scenarios.messaging import doorbell_session, vmbus_session
 from hvsim.scenarios.runner import run_scenario
 from hvsim.scenarios.workload import guest_os
 
@@ -23,6 +29,8 @@ def test_builtin_scenario_passes_every_checker(name: str, seed: int) -> None:
     summary = result.summary
     assert summary["ok"] and all(c["ok"] for c in summary["checkers"].values())
     assert summary["partitions"]["live"] == []
+    if name == "vmbus":
+        assert summary["sim_time_ns"] >= 60_000_000_000  # a simulated minute
     assert (
         summary["host_memory"]["in_pools"]
         == summary["pools"][str(result.sim.root_id)]["available"]
@@ -120,3 +128,119 @@ def test_close_stops_every_actor_cleanly() -> None:
     sim.close()
     assert sim.runtime.failures == []
     assert sim.vp_actors() == []
+
+
+# --- messaging scenarios ------------------------------------------------------------------------------
+MS = 1_000_000
+HVSIM = [sys.executable, "-m", "hvsim.scenarios.cli"]
+SHORT_VMBUS = Scenario(
+    "vmbus-30ms", "vmbus for 30 ms", lambda sim: vmbus_session(sim, 30 * MS, think_ns=200_000)
+)
+SHORT_DOORBELL = Scenario("doorbell-30ms", "doorbell for 30 ms", lambda sim: doorbell_session(sim, 30 * MS))
+
+
+def messages_balance(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary's messages section: every post ended (delivered, freed or dropped) or is still held."""
+    counts = summary["messages"]
+    assert (
+        counts["posted"] == counts["delivered"] + counts["freed"] + counts["dropped"] + counts["undelivered"]
+    )
+    ok = {call: per.get("SUCCESS", 0) for call, per in counts["attempts"].items()}
+    assert counts["refused"] == sum(n for per in counts["attempts"].values() for n in per.values()) - sum(
+        ok.values()
+    )
+    return counts
+
+
+@pytest.mark.parametrize("seed", [0, 11])
+def test_short_vmbus_session_round_trips_every_request(seed: int) -> None:
+    result = run_scenario(SHORT_VMBUS, seed)
+    assert result.ok, (result.error, result.violations)
+    c = result.summary["counters"]
+    assert set(c) == {
+        "requests_sent",
+        "requests_served",
+        "responses_received",
+        "completions_seen",
+        "client_timeouts",
+    }
+    assert c["responses_received"] > 50 and c["client_timeouts"] == 0
+    assert round_trips_balance(c)
+    counts = messages_balance(result.summary)
+    # Nothing lost, nothing left: the two offers, then a request, a response and a completion each.
+    assert counts["dropped"] == counts["duplicates"] == counts["undelivered"] == 0
+    assert counts["attempts"]["PostMessageDirect"] == {"SUCCESS": 2}
+    posts, signals = counts["attempts"]["PostMessage"], counts["attempts"]["SignalEvent"]
+    assert counts["posted"] == counts["delivered"] == 2 + posts["SUCCESS"] + signals["SUCCESS"]
+    sent, answered = c["requests_sent"], c["responses_received"]
+    assert sent + answered <= posts["SUCCESS"] <= sent + answered + 1
+    assert c["completions_seen"] <= signals["SUCCESS"] <= c["completions_seen"] + 1
+    # The only refusal: the server answering a last request after the client's ports were deleted.
+    for per in (posts, signals):
+        assert set(per) <= {"SUCCESS", "INVALID_PORT_ID"} and per.get("INVALID_PORT_ID", 0) <= 1
+
+
+def round_trips_balance(c: dict[str, int]) -> bool:
+    """Every request sent was served and answered, and every answer's completion seen. The session
+    reads its counters while the guests still run, so one exchange may be under way then (sent but
+    not yet served, or completed but the response not yet taken): the counts may trail by one."""
+    sent, served, answered, seen = (
+        c["requests_sent"],
+        c["requests_served"],
+        c["responses_received"],
+        c["completions_seen"],
+    )
+    return sent - 1 <= answered <= served <= sent and answered <= seen <= answered + 1
+
+
+@pytest.mark.parametrize("seed", [0, 11])
+def test_short_doorbell_session_answers_every_notification(seed: int) -> None:
+    result = run_scenario(SHORT_DOORBELL, seed)
+    assert result.ok, (result.error, result.violations)
+    c = result.summary["counters"]
+    assert set(c) == {
+        "doorbell_writes",
+        "notifications",
+        "completions_signaled",
+        "doorbells_rung",
+        "doorbells_coalesced",
+        "doorbells_lost",
+    }
+    assert c["notifications"] == c["completions_signaled"] > 50
+    assert c["doorbells_rung"] + c["doorbells_coalesced"] + c["doorbells_lost"] <= c["doorbell_writes"]
+    assert c["notifications"] <= c["doorbells_rung"]
+    counts = messages_balance(result.summary)
+    assert counts["dropped"] == counts["duplicates"] == counts["undelivered"] == 0
+    # Each ring is one doorbell message to the host; each completion one event signal to the guest.
+    assert counts["attempts"] == {"SignalEvent": {"SUCCESS": c["completions_signaled"]}}
+    assert counts["posted"] == c["doorbells_rung"] + c["completions_signaled"]
+
+
+def test_every_doorbell_guest_vp_rings() -> None:
+    result = run_scenario(SHORT_DOORBELL, 0)
+    assert result.ok
+    rang = {r["src_vp"] for r in result.records if r["event"] == "message.posted" and r["kind"] == "doorbell"}
+    assert rang == {0, 1}
+
+
+def test_hvsim_list_names_the_messaging_scenarios(tmp_path: Path) -> None:
+    res = subprocess.run([*HVSIM, "list"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    listed = {line.split()[0]: line for line in res.stdout.splitlines() if line.strip()}
+    assert {"vmbus", "doorbell"} <= set(listed)
+    assert SCENARIOS["vmbus"].description in listed["vmbus"]
+    assert SCENARIOS["doorbell"].description in listed["doorbell"]
+
+
+@pytest.mark.slow
+def test_builtin_vmbus_simulates_a_minute(request: pytest.FixtureRequest) -> None:
+    """The full built-in session (about 5 s of wall time; select with ``-m slow``)."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("slow: select with -m slow")
+    result = run_scenario("vmbus", 0)
+    assert result.ok, (result.error, result.violations)
+    assert result.summary["sim_time_ns"] >= 60_000 * MS
+    c = result.summary["counters"]
+    assert c["responses_received"] > 10_000 and c["client_timeouts"] == 0
+    assert round_trips_balance(c)
+    messages_balance(result.summary)
