@@ -12,14 +12,19 @@ from collections.abc import Callable
 from hvsim.actors.config import HvConfig
 from hvsim.actors.gpa import GpaCalls
 from hvsim.actors.hvdef import (
+    ASSERT_VIRTUAL_INTERRUPT_INPUT,
     CHECK_FOR_IO_INTERCEPT_INPUT,
     CONNECT_PORT_INPUT,
+    CPUID_QUERY,
+    CPUID_RESULT_SIZE,
     CREATE_PARTITION_INPUT,
     CREATE_PORT_INPUT,
     CREATE_VP_INPUT,
     DELETE_VP_INPUT,
+    FLUSH_VIRTUAL_ADDRESS_INPUT,
     GET_NEXT_CHILD_PARTITION_INPUT,
     GET_PARTITION_PROPERTY_INPUT,
+    GET_VP_CPUID_VALUES_HEADER,
     GPA_MAPPING_ELEMENT,
     GPA_PAGE_NUMBER_SIZE,
     HV_PAGE_SIZE,
@@ -53,6 +58,7 @@ from hvsim.actors.hvdef import (
 )
 from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, Shape, dispatch
 from hvsim.actors.intercepts import InterceptCalls
+from hvsim.actors.interrupts import InterruptCalls
 from hvsim.actors.messages import MessageCalls
 from hvsim.actors.partitions import PartitionCalls
 from hvsim.actors.pools import PoolCalls
@@ -130,6 +136,19 @@ CALL_TABLE: dict[int, Shape] = {
     ),
     C.InstallIntercept: Shape("install_intercept", INSTALL_INTERCEPT_INPUT.size),
     C.CheckForIoIntercept: Shape("check_for_io_intercept", CHECK_FOR_IO_INTERCEPT_INPUT.size, 8),
+    C.AssertVirtualInterrupt: Shape("assert_virtual_interrupt", ASSERT_VIRTUAL_INTERRUPT_INPUT.size),
+    C.ClearVirtualInterrupt: Shape("clear_virtual_interrupt", PARTITION_ID_INPUT.size),
+    C.FlushVirtualAddressSpace: Shape("flush_virtual_address_space", FLUSH_VIRTUAL_ADDRESS_INPUT.size),
+    C.FlushVirtualAddressList: Shape(
+        "flush_virtual_address_list", FLUSH_VIRTUAL_ADDRESS_INPUT.size, rep=True, rep_in_size=8
+    ),
+    C.GetVpCpuidValues: Shape(
+        "get_vp_cpuid_values",
+        GET_VP_CPUID_VALUES_HEADER.size,
+        rep=True,
+        rep_in_size=CPUID_QUERY.size,
+        rep_out_size=CPUID_RESULT_SIZE,
+    ),
     C.StartVirtualProcessor: Shape(
         "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
     ),
@@ -141,6 +160,7 @@ CALL_NAMES: dict[int, str] = {int(c): c.name for c in HypercallCode}
 
 
 class Hypervisor(
+    InterruptCalls,
     InterceptCalls,
     GpaCalls,
     TranslateCalls,

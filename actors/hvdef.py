@@ -1201,3 +1201,84 @@ X64_CPUID_INTERCEPT = Layout(X64CpuidInterceptMessage, "<QQQQQQQQ", 64)
 X64_MEMORY_INTERCEPT = Layout(X64MemoryInterceptMessage, "<IBBBBQQ16s", 40)
 #: HV_INTERCEPT_ACCESS_TYPE values in an intercept message header.
 ACCESS_READ, ACCESS_WRITE, ACCESS_EXECUTE = 0, 1, 2
+
+
+# --- virtual interrupts, HYPERCALLS.md 4.34-4.35 and 5.13 -----------------------------------------
+class InterruptType(IntEnum):
+    """HV_INTERRUPT_TYPE (x64)."""
+
+    Fixed = 0
+    LowestPriority = 1
+    Smi = 2
+    RemoteRead = 3
+    Nmi = 4
+    Init = 5
+    Sipi = 6
+    ExtInt = 7
+    LocalInt0 = 8
+    LocalInt1 = 9
+
+
+#: HV_INTERRUPT_CONTROL (x64): bits 31:0 type, bit 32 level-triggered, bit 33 logical destination.
+INTERRUPT_LEVEL = 1 << 32
+INTERRUPT_LOGICAL = 1 << 33
+INTERRUPT_CONTROL_RESERVED = ~((1 << 34) - 1) & ((1 << 64) - 1)
+HV_INTERRUPT_VECTOR_NONE = 0xFFFF_FFFF
+
+
+class AssertVirtualInterruptInput(NamedTuple):
+    """HvCallAssertVirtualInterrupt input (32 B)."""
+
+    partition_id: int
+    control: int
+    destination: int
+    vector: int
+    target_vtl: int
+    reserved_z0: int
+    reserved_z1: int
+
+
+ASSERT_VIRTUAL_INTERRUPT_INPUT = Layout(AssertVirtualInterruptInput, "<QQQIBBH", 32)
+
+
+# --- TLB flushes, HYPERCALLS.md 4.27-4.28 ---------------------------------------------------------
+FLUSH_ALL_PROCESSORS = 0x1
+FLUSH_ALL_VIRTUAL_ADDRESS_SPACES = 0x2
+FLUSH_NON_GLOBAL_MAPPINGS_ONLY = 0x4
+FLUSH_USE_EXTENDED_RANGE_FORMAT = 0x8
+
+
+class FlushVirtualAddressInput(NamedTuple):
+    """FlushVirtualAddressSpace / FlushVirtualAddressList header (24 B)."""
+
+    address_space: int
+    flags: int
+    processor_mask: int
+
+
+FLUSH_VIRTUAL_ADDRESS_INPUT = Layout(FlushVirtualAddressInput, "<QQQ", 24)
+
+
+# --- CPUID, HYPERCALLS.md 4.15 ----------------------------------------------------------------------
+class GetVpCpuidValuesHeader(NamedTuple):
+    """HvCallGetVpCpuidValues header (24 B): flags bit 0 UseVpXfemXss, bit 1 ApplyRegisteredValues."""
+
+    partition_id: int
+    vp_index: int
+    flags: int
+    reserved: int
+    padding: int
+
+
+class CpuidQuery(NamedTuple):
+    """One GetVpCpuidValues element (24 B, D6): leaf, subleaf, XFEM, XSS."""
+
+    eax: int
+    ecx: int
+    xfem: int
+    xss: int
+
+
+GET_VP_CPUID_VALUES_HEADER = Layout(GetVpCpuidValuesHeader, "<QIIII", 24)
+CPUID_QUERY = Layout(CpuidQuery, "<IIQQ", 24)
+CPUID_RESULT_SIZE = 16

@@ -23,7 +23,7 @@ from hvsim.actors.partition import (
 )
 from hvsim.actors.runtime import Deferred, SimActor, call_later
 from hvsim.actors.trace import EventLog
-from hvsim.actors.vp import DoorbellWrite, MsrWrite, RegisterRead, SintInterrupt
+from hvsim.actors.vp import ApicInterrupt, DoorbellWrite, InterruptAck, MsrWrite, RegisterRead, SintInterrupt
 from hvsim.actors.workload import GuestProvider
 
 
@@ -77,6 +77,8 @@ class HypervisorActor(SimActor):
         elif kind is RegisterRead:
             vp = self.hv.partitions[message.partition_id].vps[message.vp]
             return [vp.regs.get(name, 0) for name in message.names]
+        elif kind is InterruptAck:
+            self.hv.interrupt_acknowledged(message.partition_id, message.vp)
         elif kind is Rescan:
             self.hv.rescan_all()
         else:
@@ -109,3 +111,6 @@ class HypervisorActor(SimActor):
 
     def sint_interrupt(self, partition: Partition, vp: Vp, sint: int) -> None:
         self.partition_refs[partition.id].tell(ToVp(vp.index, SintInterrupt(sint)))
+
+    def apic_interrupt(self, partition: Partition, vp: Vp, vector: int, kind: int) -> None:
+        self.partition_refs[partition.id].tell(ToVp(vp.index, ApicInterrupt(vector, kind)))

@@ -226,11 +226,16 @@ class InterceptCalls(HvState):
         gva = a.address if a.virtual else None
         gpa = a.address
         if a.virtual:
-            flags = TranslateGvaFlags.VALIDATE_WRITE if a.write else TranslateGvaFlags.VALIDATE_READ
-            walk: Walk = self.walk(p, vp, a.address >> 12, flags | TranslateGvaFlags.SET_PAGE_TABLE_BITS)
-            if walk.code in (RC.PageNotPresent, RC.PrivilegeViolation, RC.InvalidPageTableFlags):
-                return AccessOutcome("fault")  # a #PF the guest's own kernel handles
-            gpa = (walk.gpa_page << 12) | (a.address & 0xFFF)
+            gpa_page = vp.tlb.get(a.address >> 12)
+            if gpa_page is None:  # a TLB miss: walk the guest's tables (setting A/D bits)
+                flags = TranslateGvaFlags.VALIDATE_WRITE if a.write else TranslateGvaFlags.VALIDATE_READ
+                walk: Walk = self.walk(p, vp, a.address >> 12, flags | TranslateGvaFlags.SET_PAGE_TABLE_BITS)
+                if walk.code in (RC.PageNotPresent, RC.PrivilegeViolation, RC.InvalidPageTableFlags):
+                    return AccessOutcome("fault")  # a #PF the guest's own kernel handles
+                gpa_page = walk.gpa_page
+                if walk.code is RC.Success:
+                    vp.tlb[a.address >> 12] = gpa_page
+            gpa = (gpa_page << 12) | (a.address & 0xFFF)
         if a.write and self.guest_doorbell_write(p.id, vp.index, gpa, a.value, a.size):
             return AccessOutcome("done")
         page, offset = gpa >> 12, gpa & 0xFFF

@@ -59,6 +59,9 @@ class Vp:
     run_since_ns: int | None = None
     runtime_ns: int = 0
     synic: Synic = field(default_factory=Synic)
+    #: Translation cache: GVA page -> GPA page, filled by the guest's GVA accesses.
+    tlb: dict[int, int] = field(default_factory=dict)
+    tlb_flushes: int = 0
 
     @classmethod
     def reset(cls, index: int) -> Vp:
@@ -139,6 +142,8 @@ class Partition:
     gpa: dict[int, GpaMapping] = field(default_factory=dict)
     #: 2 MiB GPA regions -> mapped pages in them (each region's page-table page is charged once).
     gpa_regions: dict[int, int] = field(default_factory=dict)
+    #: ExtInt latch: 0 none, 1 asserted (pending), 2 acknowledged by VP 0 (until cleared).
+    ext_int: int = 0
     #: (HV_INTERCEPT_TYPE, parameter) -> access mask, installed by the parent.
     intercepts: dict[tuple[int, int], int] = field(default_factory=dict)
 

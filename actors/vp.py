@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -24,6 +23,18 @@ from hvsim.actors.hypercall import HypercallRequest, HypercallResult
 from hvsim.actors.intercepts import AccessOutcome, GuestAccess
 from hvsim.actors.runtime import SimActor, ask
 from hvsim.actors.synic import Synic
+from hvsim.actors.vpmessages import (
+    ApicInterrupt,
+    Crash,
+    DoorbellWrite,
+    InterruptAck,
+    MsrWrite,
+    Pause,
+    RegisterRead,
+    RunState,
+    SetSpeed,
+    SintInterrupt,
+)
 from hvsim.actors.workload import (
     Compute,
     Cpuid,
@@ -36,76 +47,10 @@ from hvsim.actors.workload import (
     ReadMemory,
     ReceiveMessage,
     WaitEvent,
+    WaitInterrupt,
     WriteMemory,
     WriteMsr,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class RunState:
-    """From the hypervisor (via the partition actor): whether this VP may execute now."""
-
-    runnable: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """The physical processor is taken away for *duration_ns* (the host is not told); a pause of
-    0 ns ends any pause in progress."""
-
-    duration_ns: int
-
-
-@dataclass(frozen=True, slots=True)
-class Crash:
-    """The guest crashes: it reports through the crash registers, then executes nothing more."""
-
-    code: int = 0xDEAD
-
-
-@dataclass(frozen=True, slots=True)
-class SetSpeed:
-    """Compute takes *factor* times its nominal time (1.0: full speed)."""
-
-    factor: float
-
-
-@dataclass(frozen=True, slots=True)
-class RegisterRead:
-    """The VP reads its own registers (after its parent emulated an intercepted instruction)."""
-
-    partition_id: int
-    vp: int
-    names: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class SintInterrupt:
-    """The hypervisor raised SINT *sint* on this VP (a message slot or event flags changed)."""
-
-    sint: int
-
-
-@dataclass(frozen=True, slots=True)
-class MsrWrite:
-    """A guest executed WRMSR on a SynIC register; answered with an ``HvStatus``."""
-
-    partition_id: int
-    vp: int
-    name: int
-    value: int
-
-
-@dataclass(frozen=True, slots=True)
-class DoorbellWrite:
-    """A guest wrote *size* bytes of *value* at *gpa* (a doorbell rings if one matches)."""
-
-    partition_id: int
-    vp: int
-    gpa: int
-    value: int
-    size: int
-
 
 #: HV_CRASH_CTL_REG_CONTENTS: CrashNotify (bit 63) | CrashMessage (bit 62) is what a bugcheck sets.
 CRASH_NOTIFY = 1 << 63
@@ -168,6 +113,12 @@ class VpActor(SimActor):
         self.intercepted = 0
         self.faults = 0
         self.values: list[int] = []
+        #: The virtual APIC: vectors delivered and not yet taken (in arrival order), NMIs seen, the
+        #: vectors the guest took, and an ExtInt waiting for the VP to run to be acknowledged.
+        self.apic_pending: list[int] = []
+        self.nmis = 0
+        self.apic_taken: list[int] = []
+        self._extint_unacked = False
         self.last_message = b""
         self._irq: simpy.Event | None = None
         #: Host code on this VP waiting for its next interrupt (see :meth:`next_interrupt`).
@@ -176,6 +127,9 @@ class VpActor(SimActor):
     def on_receive(self, message: Any) -> Any:
         if type(message) is RunState:
             self.runnable = message.runnable
+            if self.runnable and self._extint_unacked:
+                self._extint_unacked = False
+                self.hypervisor.tell(InterruptAck(self.partition_id, self.index))
             if self.runnable:
                 if self._process is None:
                     self._process = self.env.process(self._execute())
@@ -192,6 +146,8 @@ class VpActor(SimActor):
         elif type(message) is SintInterrupt:
             self.interrupts += 1
             self._wake_irq()
+        elif type(message) is ApicInterrupt:
+            self._apic(message)
         elif type(message) is SetSpeed:
             self.speed = message.factor
         elif type(message) is Crash:
@@ -216,6 +172,32 @@ class VpActor(SimActor):
         for ev in waiters:
             if not ev.triggered:
                 ev.succeed()
+
+    def _apic(self, message: ApicInterrupt) -> None:
+        kind, vector = message.kind, message.vector
+        if kind == NMI:
+            self.nmis += 1
+        elif kind == EXTINT:
+            if self.runnable:  # taking it is acknowledging it
+                self.hypervisor.tell(InterruptAck(self.partition_id, self.index))
+            else:
+                self._extint_unacked = True
+            self.apic_pending.append(vector)
+        elif vector == VECTOR_NONE:
+            self.apic_pending.clear()  # a level-triggered line withdrawn before it was taken
+        elif kind in (FIXED, LOWEST_PRIORITY):
+            self.apic_pending.append(vector)
+        self.interrupts += 1
+        self._wake_irq()
+
+    def _wait_interrupt(self, op: WaitInterrupt) -> Generator[simpy.Event, Any, None]:
+        def ready() -> bool:
+            return any(op.vector is None or v == op.vector for v in self.apic_pending)
+
+        if (yield from self._wait(ready, op.timeout_ns)):
+            taken = next(v for v in self.apic_pending if op.vector is None or v == op.vector)
+            self.apic_pending.remove(taken)
+            self.apic_taken = [*self.apic_taken[-15:], taken]
 
     def next_interrupt(self) -> simpy.Event:
         """An event that fires at this VP's next SINT interrupt (for host code running on a root
@@ -334,6 +316,8 @@ class VpActor(SimActor):
                     yield from self._receive(op)
                 elif type(op) is WaitEvent:
                     yield from self._wait_event(op)
+                elif type(op) is WaitInterrupt:
+                    yield from self._wait_interrupt(op)
                 elif type(op) is WriteMsr:
                     yield ask(self.hypervisor, MsrWrite(self.partition_id, self.index, op.name, op.value))
                 elif type(op) in ACCESS_OPS:
@@ -373,6 +357,8 @@ class VpActor(SimActor):
         self.halted = True
 
 
+FIXED, LOWEST_PRIORITY, NMI, EXTINT = 0, 1, 4, 7  # HV_INTERRUPT_TYPE
+VECTOR_NONE = 0xFFFF_FFFF
 ACCESS_OPS = frozenset({IoPort, Msr, Cpuid, ReadMemory, WriteMemory})
 R_RAX, R_RDX = int(R.Rax), int(R.Rdx)
 
@@ -392,3 +378,18 @@ def _describe(partition_id: int, index: int, op: AccessOp) -> tuple[GuestAccess,
         return access, (R_RAX,), (1 << (8 * op.size)) - 1
     assert type(op) is WriteMemory
     return GuestAccess(partition_id, index, "memory", op.address, True, op.value, op.size, op.virtual), (), 0
+
+
+__all__ = [
+    "ApicInterrupt",
+    "Crash",
+    "DoorbellWrite",
+    "InterruptAck",
+    "MsrWrite",
+    "Pause",
+    "RegisterRead",
+    "RunState",
+    "SetSpeed",
+    "SintInterrupt",
+    "VpActor",
+]

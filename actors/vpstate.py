@@ -42,6 +42,7 @@ from hvsim.actors.state import (
 from hvsim.actors.synic import SYNIC_RESCAN_REGISTERS
 
 S = HvStatus
+PAGING_REGISTERS = frozenset({int(RegisterName.Cr0), int(RegisterName.Cr3), int(RegisterName.Cr4)})
 P = PartitionState
 R = RegisterName
 _U32 = struct.Struct("<I")
@@ -181,6 +182,8 @@ class VpCalls(HvState):
             vp.regs[name] = value
             if name in SYNIC_RESCAN_REGISTERS:
                 self.synic_written(p, vp, name)
+            elif name in PAGING_REGISTERS:
+                vp.tlb.clear()  # MOV to CR0/CR3/CR4 flushes the VP's translations
         return OK
 
     def set_vp_registers(self, call: Call) -> HvStatus:

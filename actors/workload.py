@@ -124,6 +124,14 @@ class WriteMemory:
     virtual: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class WaitInterrupt:
+    """Idle until the virtual APIC has an interrupt pending (of *vector*, or any), then take it (EOI)."""
+
+    vector: int | None = None
+    timeout_ns: int | None = None
+
+
 Op = (
     Compute
     | Hypercall
@@ -137,6 +145,7 @@ Op = (
     | Cpuid
     | ReadMemory
     | WriteMemory
+    | WaitInterrupt
 )
 
 
