@@ -61,6 +61,10 @@ DEFAULT_CALL_COSTS: dict[int, CallCost] = {
     _C.FlushVirtualAddressSpace: CallCost(2_000),
     _C.FlushVirtualAddressList: CallCost(1_000, 100),
     _C.GetVpCpuidValues: CallCost(600, 80),
+    _C.MapStatsPage2: CallCost(2_000),
+    _C.UnmapStatsPage: CallCost(1_500),
+    _C.MapVpStatePage: CallCost(2_000),
+    _C.UnmapVpStatePage: CallCost(1_500),
     _C.CheckForIoIntercept: CallCost(400),
     _C.TranslateVirtualAddress: CallCost(1_000),
     _C.TranslateVirtualAddressEx: CallCost(1_100),
@@ -92,6 +96,8 @@ class PageCosts:
     gpa_table: int = 1
     #: A CPUID intercept (the only intercept kind the legacy table lets fail INSUFFICIENT_MEMORY).
     cpuid_intercept: int = 1
+    #: A statistics page (charged to the mapping caller) or VP state page (to the VP's partition).
+    stats_page: int = 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ from hvsim.actors.hvdef import (
     INITIAL_VP_CONTEXT,
     INSTALL_INTERCEPT_INPUT,
     MAP_GPA_PAGES_HEADER,
+    MAP_STATS_PAGE2_INPUT,
+    MAP_VP_STATE_PAGE_INPUT,
     MEMORY_BALANCE_OUTPUT,
     MEMORY_POOL_INPUT,
     PARTITION_ID_INPUT,
@@ -51,6 +53,8 @@ from hvsim.actors.hvdef import (
     TRANSLATE_VA_INPUT,
     TRANSLATE_VA_OUTPUT,
     UNMAP_GPA_PAGES_HEADER,
+    UNMAP_STATS_PAGE_INPUT,
+    UNMAP_VP_STATE_PAGE_INPUT,
     VP_REGISTERS_INPUT,
     HvStatus,
     HypercallCode,
@@ -66,6 +70,7 @@ from hvsim.actors.ports import PortCalls
 from hvsim.actors.properties import PropertyCalls
 from hvsim.actors.seams import CallFault
 from hvsim.actors.state import Effects
+from hvsim.actors.statspages import StatsPageCalls
 from hvsim.actors.trace import EventLog
 from hvsim.actors.translate import TranslateCalls
 from hvsim.actors.vpstate import VpCalls
@@ -149,6 +154,10 @@ CALL_TABLE: dict[int, Shape] = {
         rep_in_size=CPUID_QUERY.size,
         rep_out_size=CPUID_RESULT_SIZE,
     ),
+    C.MapStatsPage2: Shape("map_stats_page2", MAP_STATS_PAGE2_INPUT.size),
+    C.UnmapStatsPage: Shape("unmap_stats_page", UNMAP_STATS_PAGE_INPUT.size),
+    C.MapVpStatePage: Shape("map_vp_state_page", MAP_VP_STATE_PAGE_INPUT.size, 8),
+    C.UnmapVpStatePage: Shape("unmap_vp_state_page", UNMAP_VP_STATE_PAGE_INPUT.size),
     C.StartVirtualProcessor: Shape(
         "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
     ),
@@ -160,6 +169,7 @@ CALL_NAMES: dict[int, str] = {int(c): c.name for c in HypercallCode}
 
 
 class Hypervisor(
+    StatsPageCalls,
     InterruptCalls,
     InterceptCalls,
     GpaCalls,
@@ -186,8 +196,6 @@ class Hypervisor(
             for code, shape in CALL_TABLE.items()
         }
         self._rep_codes = frozenset(code for code, shape in CALL_TABLE.items() if shape.rep)
-        #: (code, status) -> count, for summaries and coverage.
-        self.call_counts: dict[tuple[int, int], int] = {}
 
     def gpa_limit(self, caller_id: int) -> int:
         """Bytes of GPA space a caller's parameter blocks may live in."""
@@ -213,6 +221,7 @@ class Hypervisor(
             status = HvStatus.INVALID_VP_INDEX
             return HypercallResult(make_result(status), status, 0, b"", 0)
         code = req.control & 0xFFFF
+        caller.vps[req.vp].hypercalls += 1
         fault = None
         if self.interposer is not None:
             ctl = req.control

@@ -1282,3 +1282,69 @@ class CpuidQuery(NamedTuple):
 GET_VP_CPUID_VALUES_HEADER = Layout(GetVpCpuidValuesHeader, "<QIIII", 24)
 CPUID_QUERY = Layout(CpuidQuery, "<IIQQ", 24)
 CPUID_RESULT_SIZE = 16
+
+
+# --- statistics and VP state pages, HYPERCALLS.md 4.29-4.32 and 5.10-5.11 --------------------------
+class StatsObjectType(IntEnum):
+    """HV_STATS_OBJECT_TYPE."""
+
+    Hypervisor = 0x0000_0001
+    LogicalProcessor = 0x0000_0002
+    Partition = 0x0001_0001
+    Vp = 0x0001_0002
+
+
+#: HV_STATS_AREA_TYPE (byte 15 of the object identity): SELF, PARENT, INTERNAL.
+STATS_AREA_TYPES = 3
+
+
+class MapStatsPage2Input(NamedTuple):
+    """HvCallMapStatsPage2 input (32 B)."""
+
+    stats_type: int
+    reserved: int
+    identity: bytes
+    map_location: int
+
+
+class UnmapStatsPageInput(NamedTuple):
+    """HvCallUnmapStatsPage input (24 B)."""
+
+    stats_type: int
+    padding: int
+    identity: bytes
+
+
+class MapVpStatePageInput(NamedTuple):
+    """HvCallMapVpStatePage input (24 B): flags bit 0 MapLocationProvided."""
+
+    partition_id: int
+    vp_index: int
+    page_type: int
+    input_vtl: int
+    flags: int
+    requested_map_location: int
+
+
+class UnmapVpStatePageInput(NamedTuple):
+    """HvCallUnmapVpStatePage input (16 B)."""
+
+    partition_id: int
+    vp_index: int
+    page_type: int
+    input_vtl: int
+    reserved: int
+
+
+class VpStatePageType(IntEnum):
+    """HV_VP_STATE_PAGE_TYPE."""
+
+    Registers = 0
+    InterceptMessage = 1
+    Ghcb = 2
+
+
+MAP_STATS_PAGE2_INPUT = Layout(MapStatsPage2Input, "<II16sQ", 32)
+UNMAP_STATS_PAGE_INPUT = Layout(UnmapStatsPageInput, "<II16s", 24)
+MAP_VP_STATE_PAGE_INPUT = Layout(MapVpStatePageInput, "<QIHBBQ", 24)
+UNMAP_VP_STATE_PAGE_INPUT = Layout(UnmapVpStatePageInput, "<QIHBB", 16)

@@ -299,6 +299,8 @@ class InterceptCalls(HvState):
             HV_MESSAGE_PAYLOAD_SIZE, b"\0"
         )
         vp.intercept_suspend |= 1
+        vp.intercepts += 1
+        vp.last_intercept = data
         self.update_run_state(p, vp)
         self.log.emit("intercept", partition=p.id, vp=vp.index, type=mtype.name)
         msg = Message(self.new_message_id(), Kind.INTERCEPT, p.id, vp.index, parent.id, 0,

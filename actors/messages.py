@@ -301,6 +301,9 @@ class MessageCalls(HvState):
         return self.interposer is not None and self.interposer.slot_blocked(p.id, vp.index, sint)
 
     def _log_posted(self, msg: Message, **extra: object) -> None:
+        sender = self.partitions.get(msg.src_partition)
+        if sender is not None:
+            sender.messages_posted += 1
         self.log.emit(
             "message.posted",
             id=msg.id,
@@ -413,6 +416,8 @@ class MessageCalls(HvState):
 
     def _finish(self, msg: Message) -> None:
         msg.fate = Fate.DELIVERED
+        target = self.partitions[msg.dst_partition].vps[msg.dst_vp]
+        target.messages_received += 1
         self.undelivered.pop(msg.id, None)
         if msg.holds_buffer and msg.port is not None:
             msg.port.buffers_in_use -= 1

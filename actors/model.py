@@ -62,6 +62,12 @@ class Vp:
     #: Translation cache: GVA page -> GPA page, filled by the guest's GVA accesses.
     tlb: dict[int, int] = field(default_factory=dict)
     tlb_flushes: int = 0
+    #: Counters for statistics pages: hypercalls issued, intercepts taken, messages delivered to it.
+    hypercalls: int = 0
+    intercepts: int = 0
+    messages_received: int = 0
+    #: The last intercept message this VP caused (its intercept-message state page).
+    last_intercept: bytes = b""
 
     @classmethod
     def reset(cls, index: int) -> Vp:
@@ -142,6 +148,11 @@ class Partition:
     gpa: dict[int, GpaMapping] = field(default_factory=dict)
     #: 2 MiB GPA regions -> mapped pages in them (each region's page-table page is charged once).
     gpa_regions: dict[int, int] = field(default_factory=dict)
+    #: Statistics pages this partition mapped: object key -> map location (GPA page).
+    stats_pages: dict[tuple[int, ...], int] = field(default_factory=dict)
+    #: VP state pages mapped for this partition's VPs: (VP index, page type) -> location.
+    vp_state_pages: dict[tuple[int, int], int] = field(default_factory=dict)
+    messages_posted: int = 0
     #: ExtInt latch: 0 none, 1 asserted (pending), 2 acknowledged by VP 0 (until cleared).
     ext_int: int = 0
     #: (HV_INTERCEPT_TYPE, parameter) -> access mask, installed by the parent.

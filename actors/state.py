@@ -104,6 +104,8 @@ class HvState:
         #: Messages and event signals posted but not yet delivered (in transit or queued), by id.
         self.undelivered: dict[int, Message] = {}
         self.next_message_id = 1
+        #: (code, status) -> count, for summaries, coverage and statistics pages.
+        self.call_counts: dict[tuple[int, int], int] = {}
         #: Doorbell writes that queued a notification, merged into a pending one, or found no VP.
         self.doorbells = {"rung": 0, "coalesced": 0, "lost": 0}
         self.root = self.new_partition(None, depth=1, privileges=int(ALL_PRIVILEGES))
@@ -248,6 +250,9 @@ class HvState:
 
     def remove_vp(self, p: Partition, vp: Vp) -> None:
         self.free_vp_messages(p, vp)
+        for key in [k for k in p.vp_state_pages if k[0] == vp.index]:
+            del p.vp_state_pages[key]
+            p.pool.release(f"vpstate:{key[0]}:{key[1]}")
         if vp.runnable:
             vp.explicit_suspend = 1
             self.update_run_state(p, vp)
