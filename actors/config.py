@@ -155,6 +155,10 @@ class HvConfig:
     msr_write_ns: int = 300
     #: Width of a child's GPA space in bits (page numbers beyond it are INVALID_PARAMETER).
     guest_gpa_bits: int = 46
+    #: TranslateVirtualAddress with paging off: the GVA is the GPA, and the GPA's access is still
+    #: checked (result codes 4-7, as for any translation: the default), or the translation always
+    #: succeeds (the legacy reference's wording, False).
+    paging_off_checks_gpa_access: bool = True
     #: MapSparseGpaPages onto a mapped page: replace it (legacy reference, the default) or refuse
     #: it OBJECT_IN_USE (the current TLFS asks for the page to be unmapped first).
     sparse_map_requires_unmapped: bool = False

@@ -79,6 +79,9 @@ class GpaCalls(HvState):
                 return S.INVALID_PARAMETER, None  # beyond the caller's GPA space
             if self.memory.owner[gpfn] != HOST:
                 return S.OPERATION_DENIED, None  # deposited: inaccessible to everyone
+            own = caller.gpa.get(gpfn)  # rights the root set on its identity map
+            if own is not None and not own.flags & F.READABLE:
+                return S.OPERATION_DENIED, None
             return OK, gpfn
         if gpfn >= self.gpa_page_limit():
             return S.INVALID_PARAMETER, None
@@ -140,12 +143,17 @@ class GpaCalls(HvState):
             return S.INVALID_PARAMETER  # [inferred] a 2 MiB page must be 2 MiB aligned
         stored = flags & ~F.LARGE_PAGE
         spa: int | None = None  # NO_ACCESS / ZEROED / ONES: no host page behind it
-        if flags & F.BACKING_MASK:
-            pass  # Linux passes GPFN 0 as the source
-        elif target is call.caller:  # the root adjusting its identity map's access rights
-            if gpfn != source:
-                return S.ACCESS_DENIED
+        if target is call.caller:  # the root adjusting its identity map's access rights
+            memory = self.memory
+            if gpfn != source or flags & F.BACKING_MASK:
+                return S.ACCESS_DENIED  # never a non-identity mapping
+            if gpfn + pages > memory.pages:
+                return S.INVALID_PARAMETER  # beyond host RAM
+            if any(memory.owner[page] != HOST for page in range(gpfn, gpfn + pages)):
+                return S.ACCESS_DENIED  # the range includes an inaccessible (deposited) page
             spa = source
+        elif flags & F.BACKING_MASK:
+            pass  # Linux passes GPFN 0 as the source
         else:
             for k in range(pages):
                 status, page = self.source_page(call.caller, source + k)

@@ -52,6 +52,8 @@ IT = InterceptType
 R = RegisterName
 F = MapGpaFlags
 RC = TranslateResultCode
+#: HV_INPUT_VTL values naming VTL 0: "the current VTL" (0) or explicitly VTL 0 (UseTargetVtl, 0x10).
+INPUT_VTL_ZERO = (0, 0x10)
 RW_TYPES = frozenset({IT.X64IoPort, IT.X64IoPortRange, IT.X64Msr, IT.X64MsrIndex})
 EXECUTE_TYPES = frozenset({IT.X64Cpuid, IT.Exception, IT.X64GlobalCpuid})
 #: The instruction length reported in intercept headers (the guest model has no instruction
@@ -153,7 +155,7 @@ class InterceptCalls(HvState):
             return S.INVALID_VP_INDEX
         if inp.size not in (1, 2, 4) or inp.padding0 or inp.padding1 != bytes(6) or inp.is_write > 1:
             return S.INVALID_PARAMETER
-        if inp.target_vtl:
+        if inp.target_vtl not in INPUT_VTL_ZERO:
             return S.INVALID_PARAMETER  # only VTL 0 exists in this model
         hit = self.io_intercepted(target, inp.port, inp.size, bool(inp.is_write))
         call.output[:8] = bytes([int(hit)]) + bytes(7)
@@ -219,7 +221,8 @@ class InterceptCalls(HvState):
             vp.regs.update({R.Rax: result[0], R.Rbx: result[1], R.Rcx: result[2], R.Rdx: result[3]})
             return AccessOutcome("done", result[0])
         eax, ebx, ecx, edx = result
-        body = X64_CPUID_INTERCEPT.pack((a.address, a.subleaf, 0, 0, eax, ecx, edx, ebx))
+        regs = vp.regs
+        body = X64_CPUID_INTERCEPT.pack((a.address, a.subleaf, regs[R.Rdx], regs[R.Rbx], eax, ecx, edx, ebx))
         return self._intercept(p, vp, MessageType.X64CpuidIntercept, body, ACCESS_EXECUTE)
 
     def _memory(self, p: Partition, vp: Vp, a: GuestAccess) -> AccessOutcome:

@@ -84,8 +84,11 @@ class TranslateCalls(HvState):
         if vp is None:
             return S.INVALID_VP_INDEX
         flags = inp.control_flags
-        if inp.reserved or flags >> T.VTL_SHIFT or flags & ~T.KNOWN or not flags & T.VALIDATE:
-            return S.INVALID_PARAMETER  # only VTL 0 exists in this model
+        vtl = flags >> T.VTL_SHIFT
+        if inp.reserved or vtl not in (0, 0x10) or flags & ~T.KNOWN & ((1 << T.VTL_SHIFT) - 1):
+            return S.INVALID_PARAMETER  # only VTL 0 exists in this model (0x10: explicitly VTL 0)
+        if not flags & T.VALIDATE:
+            return S.INVALID_PARAMETER  # at least one VALIDATE_* bit
         walk = self.walk(target, vp, inp.gva_page, flags)
         result = int(walk.code) | (CACHE_TYPE_UNCACHED if walk.uncached else CACHE_TYPE_WRITEBACK) << 32
         if walk.overlay:
@@ -104,8 +107,12 @@ class TranslateCalls(HvState):
         regs = vp.regs
         cr0, cr4, efer = regs[R.Cr0], regs[R.Cr4], regs[R.Efer]
         gva = gva_page << 12
-        if not cr0 & CR0_PG:
-            return self._gpa_access(p, vp, gva_page, flags)
+        if not cr0 & CR0_PG:  # the identity (7.6/92); the GPA access is checked unless configured
+            if self.config.paging_off_checks_gpa_access:
+                return self._gpa_access(p, vp, gva_page, flags)
+            mapping = p.gpa.get(gva_page)
+            uncached = mapping is not None and bool(mapping.flags & F.NOT_CACHED)
+            return Walk(RC.Success, gva_page, self._is_overlay(vp, gva_page), uncached)
         if efer & EFER_LMA:
             levels, table = LONG_MODE, regs[R.Cr3] & 0x000F_FFFF_FFFF_F000
             if gva >> 47 not in (0, (1 << 17) - 1):
@@ -122,16 +129,21 @@ class TranslateCalls(HvState):
         no_exec = False
         set_bits = bool(flags & T.SET_PAGE_TABLE_BITS)
         gpa = 0
+        leaf: tuple[int, int, int, int] | None = None  # where the leaf entry is, for its dirty bit
         for depth, level in enumerate(levels):
             index = (gva >> level.shift) & ((1 << level.bits) - 1)
             addr = table + index * level.size
             page, offset = addr >> 12, addr & 0xFFF
             mapping = p.gpa.get(page)
-            if mapping is None or mapping.spa is None:
+            if mapping is None:
                 return Walk(RC.GpaUnmapped, page)
-            if not mapping.flags & F.READABLE:
+            backing = mapping.flags & F.BACKING_MASK
+            if backing == F.NO_ACCESS or not mapping.flags & F.READABLE:
                 return Walk(RC.GpaNoReadAccess, page)
-            entry = int.from_bytes(self.memory.read(mapping.spa, offset, level.size), "little")
+            if mapping.spa is None:  # the shared zero or all-ones page
+                entry = 0 if backing == F.ZEROED else (1 << (8 * level.size)) - 1
+            else:
+                entry = int.from_bytes(self.memory.read(mapping.spa, offset, level.size), "little")
             if not entry & PTE_P:
                 return Walk(RC.PageNotPresent, 0)
             pdpte = levels is PAE and depth == 0  # PAE PDPTEs carry no access rights
@@ -149,10 +161,11 @@ class TranslateCalls(HvState):
                 no_exec |= nx_on and bool(entry & PTE_XD)
             last = large or depth == len(levels) - 1
             if set_bits and not pdpte:
-                if not mapping.flags & F.WRITABLE:
+                if not mapping.flags & F.WRITABLE or mapping.spa is None:
                     return Walk(RC.GpaNoWriteAccess, page)
-                entry |= PTE_A | (PTE_D if last and flags & T.VALIDATE_WRITE else 0)
+                entry |= PTE_A  # accessed as the walk goes; dirty only once the write is allowed
                 self.memory.write(mapping.spa, offset, entry.to_bytes(level.size, "little"))
+                leaf = (mapping.spa, offset, level.size, entry)
             if last:
                 frame_mask = ((1 << 52) - 1) & ~((1 << level.shift) - 1)
                 if level.size == 4 and large:
@@ -164,7 +177,11 @@ class TranslateCalls(HvState):
             denied = self._privilege(flags, writable, user, no_exec, cr0, cr4)
             if denied:
                 return Walk(RC.PrivilegeViolation, 0)
-        return self._gpa_access(p, vp, gpa >> 12, flags)
+        result = self._gpa_access(p, vp, gpa >> 12, flags)
+        if leaf is not None and flags & T.VALIDATE_WRITE and result.code is RC.Success:
+            spa, offset, size, entry = leaf
+            self.memory.write(spa, offset, (entry | PTE_D).to_bytes(size, "little"))
+        return result
 
     def _reserved(
         self, entry: int, level: Level, depth: int, levels: Levels, large: bool, nx_on: bool
@@ -197,13 +214,15 @@ class TranslateCalls(HvState):
         smap = cr4 & CR4_SMAP and flags & T.ENFORCE_SMAP and not flags & T.OVERRIDE_SMAP
         return bool(smap and not user_access and user and flags & (T.VALIDATE_READ | T.VALIDATE_WRITE))
 
+    @staticmethod
+    def _is_overlay(vp: Vp, gpa_page: int) -> bool:
+        """Whether *gpa_page* is where this VP's SynIC message or event-flag page is overlaid."""
+        return any(vp.regs[reg] & 1 and vp.regs[reg] >> 12 == gpa_page for reg in (R.Sipp, R.Sifp))
+
     def _gpa_access(self, p: Partition, vp: Vp, gpa_page: int, flags: int) -> Walk:
         """The final GPA: an overlay page of this VP, or a mapping with the access asked for."""
-        synic = vp.regs
-        for reg in (R.Sipp, R.Sifp):
-            value = synic[reg]
-            if value & 1 and value >> 12 == gpa_page:
-                return Walk(RC.Success, gpa_page, overlay=True)
+        if self._is_overlay(vp, gpa_page):
+            return Walk(RC.Success, gpa_page, overlay=True)
         mapping = p.gpa.get(gpa_page)
         if mapping is None or (mapping.spa is None and mapping.flags & F.BACKING_MASK == F.NO_ACCESS):
             return Walk(RC.GpaUnmapped if mapping is None else RC.GpaNoReadAccess, gpa_page)

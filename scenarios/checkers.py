@@ -200,7 +200,8 @@ def gpa_mappings(hv: Hypervisor) -> list[Violation]:
                 )
         live = {r: n for r, n in p.gpa_regions.items() if n}
         tables = {int(key[4:]) for key in p.pool.charges if key.startswith("gpt:")}
-        if live != regions or not set(live) <= tables or not tables <= set(p.gpa_regions):
+        charged = hv.config.page_costs.gpa_table > 0  # with a zero cost no table is charged
+        if live != regions or (charged and not set(live) <= tables) or not tables <= set(p.gpa_regions):
             out.append(
                 Violation(
                     "gpa-mappings",

@@ -1,7 +1,7 @@
 """HYPERCALLS.md 7.4: memory pools (cases 53-67).
 
-Cases 57, 58, 60 and 67 need GPA mapping (MapGpaPages, guest memory contents), which this build
-does not implement yet; they are listed below as skipped tests so the gap stays visible.
+Cases 57, 58, 60 and 67 meet GPA mapping (MapGpaPages, guest memory contents); the mapping calls
+themselves are tested in test_gpa.py.
 """
 
 from __future__ import annotations
@@ -9,17 +9,20 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING
 
-import pytest
-
 from hvsim.actors.hvdef import (
     HV_PARTITION_ID_SELF,
+    MAP_GPA_PAGES_HEADER,
     HvStatus,
     HypercallCode,
+    MapGpaFlags,
+    MapGpaPagesHeader,
     PartitionPrivilege,
     RegisterName,
+    control,
     proximity_info,
 )
 from hvsim.actors.hypercall import HypercallResult
+from hvsim.scenarios.checkers import gpa_mappings
 
 if TYPE_CHECKING:
     from conftest import MakeWorld, World  # for annotations only: pytest loads conftest itself
@@ -28,12 +31,21 @@ C = HypercallCode
 S = HvStatus
 PP = PartitionPrivilege
 SELF = HV_PARTITION_ID_SELF
-NEEDS_GPA_MAPPING = "needs GPA mapping (MapGpaPages), not implemented in this build yet"
+RW = MapGpaFlags.READABLE | MapGpaFlags.WRITABLE
 
 
 def returned_pages(res: HypercallResult) -> list[int]:
     """The GPA page numbers a WithdrawMemory wrote: only [rep start, reps completed) is defined."""
     return [p for (p,) in struct.iter_unpack("<Q", res.output[: 8 * res.reps_completed])]
+
+
+def map_gpa(
+    world: World, partition_id: int, base: int, sources: list[int], *, rep_start: int = 0
+) -> HypercallResult:
+    """One MapGpaPages invocation (read/write), no continuation."""
+    header = MAP_GPA_PAGES_HEADER.pack(MapGpaPagesHeader(partition_id, base, RW, 0))
+    ctl = control(C.MapGpaPages, rep_count=len(sources), rep_start=rep_start)
+    return world.call(ctl, header + world.u64s(sources))
 
 
 # --- DepositMemory -----------------------------------------------------------------------------
@@ -116,14 +128,29 @@ def test_7_4_56_unmapped_page_stops_the_rep_and_earlier_pages_stay_deposited(
     assert world.deposit(created, [g3]).status is S.SUCCESS
 
 
-@pytest.mark.skip(reason=NEEDS_GPA_MAPPING)
-def test_7_4_57_mapping_a_deposited_page_is_operation_denied() -> None:
-    """After depositing g1, MapGpaPages(C, g1) -> OPERATION_DENIED (source deposited)."""
+def test_7_4_57_mapping_a_deposited_page_is_operation_denied(world: World, child: int) -> None:
+    g1, g2 = world.host_pages(2)
+    assert world.deposit(child, [g1]).status is S.SUCCESS
+    before = world.balance(child)
+    res = map_gpa(world, child, 0x10, [g2, g1])
+    assert (res.status, res.reps_completed) == (S.OPERATION_DENIED, 1)
+    # g1 did not leak into C's address space; g2's mapping paid its region's page table.
+    assert world.sim.hv.memory.mapped[g1] == 0 and world.sim.hv.memory.mapped[g2] == 1
+    table = world.page_costs.gpa_table
+    assert world.balance(child) == (before.pages_available - table, before.pages_in_use + table)
+    assert gpa_mappings(world.sim.hv) == []
 
 
-@pytest.mark.skip(reason=NEEDS_GPA_MAPPING)
-def test_7_4_58_depositing_a_page_mapped_into_a_child_is_operation_denied() -> None:
-    """MapGpaPages(C, g2, RW) then DepositMemory(C, [g2]) -> OPERATION_DENIED, reps completed 0."""
+def test_7_4_58_depositing_a_page_mapped_into_a_child_is_operation_denied(world: World, child: int) -> None:
+    g1, g2 = world.host_pages(2)
+    assert map_gpa(world, child, 0x10, [g2]).status is S.SUCCESS
+    before = world.balance(child)
+    res = world.deposit(child, [g2])
+    assert (res.status, res.reps_completed) == (S.OPERATION_DENIED, 0)
+    res = world.deposit(child, [g1, g2])
+    assert (res.status, res.reps_completed) == (S.OPERATION_DENIED, 1)
+    assert world.balance(child) == (before.pages_available + 1, before.pages_in_use)
+    assert gpa_mappings(world.sim.hv) == []
 
 
 # --- WithdrawMemory ----------------------------------------------------------------------------
@@ -145,9 +172,23 @@ def test_7_4_59_withdraw_from_an_empty_pool_is_no_resources_with_zero_reps(
     assert (res.status, res.reps_completed) == (S.NO_RESOURCES, 0)
 
 
-@pytest.mark.skip(reason=NEEDS_GPA_MAPPING + " (page contents); re-deposit is covered by 61")
-def test_7_4_60_withdrawn_pages_are_zero_filled_and_accessible_again() -> None:
-    """Withdrawn pages are zeroed and regain RWX access for the caller."""
+def test_7_4_60_withdrawn_pages_are_zero_filled_and_accessible_again(world: World, child: int) -> None:
+    pages = world.host_pages(3)
+    # Give the pages contents through a mapping, then hand them to a pool.
+    assert map_gpa(world, child, 0x10, pages).status is S.SUCCESS
+    world.api.write_guest(child, 0x10 << 12, b"\xa5" * (3 * 4096))
+    assert world.run(world.api.unmap_gpa_pages(child, 0x10, 3)).status is S.SUCCESS
+    created = world.new_child()
+    assert world.deposit(created, pages).status is S.SUCCESS
+    res = world.withdraw(created, 3)
+    assert (res.status, res.reps_completed) == (S.SUCCESS, 3)
+    assert sorted(returned_pages(res)) == sorted(pages)
+    # Accessible to P again: mapped into C they read as zeros, and they can be deposited again.
+    assert map_gpa(world, child, 0x20, returned_pages(res)).status is S.SUCCESS
+    assert world.api.read_guest(child, 0x20 << 12, 3 * 4096) == bytes(3 * 4096)
+    assert world.run(world.api.unmap_gpa_pages(child, 0x20, 3)).status is S.SUCCESS
+    assert world.deposit(SELF, returned_pages(res)).status is S.SUCCESS
+    assert gpa_mappings(world.sim.hv) == []
 
 
 def test_7_4_61_withdraw_on_created_returns_every_deposited_page(world: World, created: int) -> None:
@@ -257,9 +298,46 @@ def test_7_4_66_create_vp_with_short_pool_is_insufficient_memory_and_creates_not
     assert world.register(c, 0, RegisterName.VpIndex) == 0
 
 
-@pytest.mark.skip(reason=NEEDS_GPA_MAPPING)
-def test_7_4_67_map_gpa_pages_with_short_pool_completes_after_deposit_and_continuation() -> None:
-    """MapGpaPages(C, 1024 pages), pool for ~half -> INSUFFICIENT_MEMORY at k > 0; deposit, resume."""
+def test_7_4_67_map_gpa_pages_with_short_pool_completes_after_deposit_and_continuation(
+    world: World,
+) -> None:
+    """1024 pages span two 2 MiB regions and the pool pays one region's page table, so mapping stops
+    at page 512. A rep list that long takes several invocations (a parameter page holds 509
+    elements, and the time budget cuts each invocation short): map as Linux does, re-issuing each
+    call with rep start = reps completed while it returns SUCCESS with fewer reps."""
+    c = world.active_child(spare=world.page_costs.gpa_table)
+    sources = world.host_pages(1024)
+    per_call = (4096 - MAP_GPA_PAGES_HEADER.size) // 8
+
+    def map_from(base: int, start: int = 0) -> tuple[HvStatus, int]:
+        """Map sources[base + start:] onto GPA pages base + start.. in invocations of per_call
+        elements, the first one re-issued with rep start *start*; (status, pages mapped overall)."""
+        done = base + start
+        while done < len(sources):
+            batch = sources[base : base + per_call]
+            while start < len(batch):
+                res = map_gpa(world, c, base, batch, rep_start=start)
+                assert start <= res.reps_completed <= len(batch)
+                done = base + res.reps_completed
+                if res.status is not S.SUCCESS:
+                    return res.status, done
+                start = res.reps_completed
+            base, start = done, 0
+        return S.SUCCESS, done
+
+    assert map_from(0) == (S.INSUFFICIENT_MEMORY, 512)
+    assert world.balance(c).pages_available == 0
+    assert sorted(world.sim.hv.partitions[c].gpa) == list(range(512))
+    assert gpa_mappings(world.sim.hv) == []
+    # The invocation that failed covers [base, base + per_call); re-issued with rep start = k it is
+    # still short until the host deposits, then it (and the rest) complete.
+    base = 512 - 512 % per_call
+    assert map_from(base, 512 - base) == (S.INSUFFICIENT_MEMORY, 512)
+    world.fund(c, world.page_costs.gpa_table)
+    assert map_from(base, 512 - base) == (S.SUCCESS, 1024)
+    assert sorted(world.sim.hv.partitions[c].gpa) == list(range(1024))
+    assert all(world.sim.hv.memory.mapped[p] == 1 for p in sources)
+    assert gpa_mappings(world.sim.hv) == []
 
 
 # --- conservation across a deposit/withdraw sequence (6.6) ---------------------------------------

@@ -534,6 +534,28 @@ SPEC_SIZES: dict[str, int] = {
     "POST_MESSAGE_DIRECT_INPUT": 280,  # 4.41 (erratum D4)
     "SIGNAL_EVENT_DIRECT_INPUT": 16,  # 4.44
     "SIGNAL_EVENT_DIRECT_OUTPUT": 8,  # 4.44
+    "MAP_GPA_PAGES_HEADER": 24,  # 4.16
+    "SPARSE_GPA_HEADER": 16,  # 4.17 / 4.19
+    "GPA_MAPPING_ELEMENT": 16,  # 4.17 HV_GPA_MAPPING
+    "UNMAP_GPA_PAGES_HEADER": 24,  # 4.18
+    "TRANSLATE_VA_INPUT": 32,  # 4.20
+    "TRANSLATE_VA_OUTPUT": 16,  # 4.20
+    "TRANSLATE_VA_EX_OUTPUT": 56,  # 4.21 (D7: GpaPage @48, Linux)
+    "INSTALL_INTERCEPT_INPUT": 24,  # 4.22
+    "CHECK_FOR_IO_INTERCEPT_INPUT": 24,  # 4.24 (18 B padded)
+    "X64_INTERCEPT_HEADER": 40,  # Linux hvhdk.h HV_X64_INTERCEPT_MESSAGE_HEADER
+    "X64_IO_PORT_INTERCEPT": 88,  # ... IO port message, 128 B with the header
+    "X64_MSR_INTERCEPT": 24,  # ... MSR message, 64 B with the header
+    "X64_CPUID_INTERCEPT": 64,  # ... CPUID message, 104 B with the header
+    "X64_MEMORY_INTERCEPT": 40,  # ... memory message, 80 B with the header
+    "ASSERT_VIRTUAL_INTERRUPT_INPUT": 32,  # 4.34
+    "FLUSH_VIRTUAL_ADDRESS_INPUT": 24,  # 4.27
+    "GET_VP_CPUID_VALUES_HEADER": 24,  # 4.15
+    "CPUID_QUERY": 24,  # 4.15 (D6)
+    "MAP_STATS_PAGE2_INPUT": 32,  # 4.29
+    "UNMAP_STATS_PAGE_INPUT": 24,  # 4.30 (D11)
+    "MAP_VP_STATE_PAGE_INPUT": 24,  # 4.31
+    "UNMAP_VP_STATE_PAGE_INPUT": 16,  # 4.32
 }
 
 #: (field, offset, size) from the spec's per-call offset tables.
