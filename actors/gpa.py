@@ -125,6 +125,14 @@ class GpaCalls(HvState):
             del target.gpa_regions[region]
             target.pool.release(f"gpt:{region}")
 
+    def unmap_for_deposit(self, p: Partition, gpfn: int) -> None:
+        self._unmap(p, gpfn, keep=True)  # the page table stays: the page comes back on withdraw
+
+    def remap_after_withdraw(self, p: Partition, gpfn: int, spa: int, flags: int) -> None:
+        # Cannot fail for want of a page table: the deposit kept the region's (and a nested host
+        # with children cannot be finalized, which alone drops regions).
+        self._map(p, gpfn, spa, flags)
+
     def remove_mappings(self, p: Partition) -> None:
         """Drop *p*'s whole address space (FinalizePartition); its page tables go with the pool."""
         for gpfn in list(p.gpa):

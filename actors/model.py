@@ -153,6 +153,9 @@ class Partition:
     #: VP state pages mapped for this partition's VPs: (VP index, page type) -> location.
     vp_state_pages: dict[tuple[int, int], int] = field(default_factory=dict)
     messages_posted: int = 0
+    #: Host pages this partition deposited from its own RAM (as a nested host) -> (its GPA page,
+    #: the mapping's flags), to put back on withdraw.
+    deposited: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: ExtInt latch: 0 none, 1 asserted (pending), 2 acknowledged by VP 0 (until cleared).
     ext_int: int = 0
     #: (HV_INTERCEPT_TYPE, parameter) -> access mask, installed by the parent.

@@ -10,12 +10,14 @@ from hvsim.actors.hvdef import (
     MEMORY_POOL_INPUT,
     PARTITION_ID_INPUT,
     HvStatus,
+    MapGpaFlags,
 )
 from hvsim.actors.hypercall import Call
 from hvsim.actors.model import Partition, PartitionState
 from hvsim.actors.state import OK, HvState, proximity_ok
 
 S = HvStatus
+F = MapGpaFlags
 _U64 = struct.Struct("<Q")
 
 
@@ -23,14 +25,21 @@ class PoolCalls(HvState):
     def host_page_of(self, caller: Partition, gpfn: int) -> int | None:
         """The host page behind *caller*'s GPA page, if the caller alone has full access to it.
 
-        The root's GPA space is host RAM, identity-mapped. A page mapped into a child is shared, so
-        not depositable. Deposits by a nested host (a child's own GPA pages) are not modelled: a
-        child names no depositable page.
+        The root's GPA space is host RAM, identity-mapped; a page mapped into a child is shared, so
+        not depositable. A nested host (a child with children of its own) deposits its own RAM: a
+        GPA page backed by a host page mapped only there, readable and writable.
         """
         memory = self.memory
-        if caller.is_root and memory.is_host_page(gpfn) and not memory.mapped[gpfn]:
-            return gpfn  # a page mapped into a child is accessible from another GPA space
-        return None
+        if caller.is_root:
+            if memory.is_host_page(gpfn) and not memory.mapped[gpfn]:
+                return gpfn
+            return None
+        mapping = caller.gpa.get(gpfn)
+        if mapping is None or mapping.spa is None or memory.mapped[mapping.spa] != 1:
+            return None
+        if mapping.flags & (F.READABLE | F.WRITABLE) != F.READABLE | F.WRITABLE:
+            return None
+        return mapping.spa
 
     def _rep_finished(self, call: Call, done: int, target: Partition, status: HvStatus) -> HvStatus:
         """Record absolute reps completed; log the pool once per call, not once per page."""
@@ -55,6 +64,12 @@ class PoolCalls(HvState):
             if page is None:
                 status = S.OPERATION_DENIED
                 break
+            if not call.caller.is_root:
+                # The nested host's page leaves its GPA space while deposited; a withdraw brings
+                # it back to the same GPA page with the same rights.
+                gpfn = unpack(data, offset + GPA_PAGE_NUMBER_SIZE * i)[0]
+                call.caller.deposited[page] = (gpfn, call.caller.gpa[gpfn].flags)
+                self.unmap_for_deposit(call.caller, gpfn)
             memory.give_to_pool(page, pool)
             i += 1
         return self._rep_finished(call, i, target, status)
@@ -81,6 +96,11 @@ class PoolCalls(HvState):
                 status = S.NO_RESOURCES
                 break
             page = memory.take_from_pool(pool)
+            caller = call.caller
+            if not caller.is_root:  # back into the nested host's GPA space, where it came from
+                gpfn, flags = caller.deposited.pop(page)
+                self.remap_after_withdraw(caller, gpfn, page, flags)
+                page = gpfn
             _U64.pack_into(out, GPA_PAGE_NUMBER_SIZE * i, page)
             i += 1
         return self._rep_finished(call, i, target, status)

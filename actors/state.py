@@ -232,6 +232,14 @@ class HvState:
         """Translate a GVA page as *vp* would (implemented by the translation calls)."""
         raise NotImplementedError
 
+    def unmap_for_deposit(self, p: Partition, gpfn: int) -> None:
+        """Take a nested host's GPA page out of its space while deposited (the GPA calls)."""
+        raise NotImplementedError
+
+    def remap_after_withdraw(self, p: Partition, gpfn: int, spa: int, flags: int) -> None:
+        """Put a withdrawn page back at a nested host's GPA page (the GPA calls)."""
+        raise NotImplementedError
+
     def remove_mappings(self, p: Partition) -> None:
         """Drop *p*'s GPA mappings (implemented by the GPA calls)."""
         raise NotImplementedError
