@@ -62,9 +62,9 @@ def test_a_nested_host_builds_runs_and_reclaims_a_grandchild() -> None:
     # Deposited RAM left L1's GPA space and sits in L2's pool, page by page.
     l1 = hv.partitions[world.l1]
     assert all(page not in l1.gpa for page in gpa_pages)
-    assert sorted(
-        hv.partitions[l2].pool.available + sum(hv.partitions[l2].pool.charges.values(), [])
-    ) == sorted(world.ram[p] for p in gpa_pages)
+    pool = hv.partitions[l2].pool
+    held = [page for pages in pool.charges.values() for page in pages]
+    assert sorted(pool.available + held) == sorted(world.ram[p] for p in gpa_pages)
     assert check_state(hv) == []
     # The root cannot manage its grandchild.
     assert world.run(HostApi(world.sim).finalize_partition(l2)) is S.ACCESS_DENIED
