@@ -56,6 +56,8 @@ DEFAULT_CALL_COSTS: dict[int, CallCost] = {
     _C.UnmapGpaPages: CallCost(1_200, 60),
     _C.ModifySparseGpaPages: CallCost(1_200, 80),
     _C.InstallIntercept: CallCost(1_000),
+    _C.RegisterInterceptResult: CallCost(1_000),
+    _C.UnregisterInterceptResult: CallCost(800),
     _C.AssertVirtualInterrupt: CallCost(800),
     _C.ClearVirtualInterrupt: CallCost(400),
     _C.FlushVirtualAddressSpace: CallCost(2_000),
@@ -155,6 +157,9 @@ class HvConfig:
     msr_write_ns: int = 300
     #: Width of a child's GPA space in bits (page numbers beyond it are INVALID_PARAMETER).
     guest_gpa_bits: int = 46
+    #: UnregisterInterceptResult of an entry never registered: INVALID_PARAMETER (the default) or
+    #: NOT_FOUND; no source says which.
+    unregister_missing_status: HvStatus = HvStatus.INVALID_PARAMETER
     #: TranslateVirtualAddress with paging off: the GVA is the GPA, and the GPA's access is still
     #: checked (result codes 4-7, as for any translation: the default), or the translation always
     #: succeeds (the legacy reference's wording, False).

@@ -42,6 +42,7 @@ from hvsim.actors.hvdef import (
     POST_MESSAGE_DIRECT_INPUT,
     POST_MESSAGE_INPUT,
     REGISTER_ASSOC,
+    REGISTER_INTERCEPT_RESULT_SIZE,
     REGISTER_NAME_SIZE,
     SET_PARTITION_PROPERTY_INPUT,
     SIGNAL_EVENT_DIRECT_INPUT,
@@ -55,12 +56,14 @@ from hvsim.actors.hvdef import (
     UNMAP_GPA_PAGES_HEADER,
     UNMAP_STATS_PAGE_INPUT,
     UNMAP_VP_STATE_PAGE_INPUT,
+    UNREGISTER_INTERCEPT_RESULT_SIZE,
     VP_REGISTERS_INPUT,
     HvStatus,
     HypercallCode,
     make_result,
 )
 from hvsim.actors.hypercall import HypercallDef, HypercallRequest, HypercallResult, Shape, dispatch
+from hvsim.actors.interceptresults import InterceptResultCalls
 from hvsim.actors.intercepts import InterceptCalls
 from hvsim.actors.interrupts import InterruptCalls
 from hvsim.actors.messages import MessageCalls
@@ -158,6 +161,8 @@ CALL_TABLE: dict[int, Shape] = {
     C.UnmapStatsPage: Shape("unmap_stats_page", UNMAP_STATS_PAGE_INPUT.size),
     C.MapVpStatePage: Shape("map_vp_state_page", MAP_VP_STATE_PAGE_INPUT.size, 8),
     C.UnmapVpStatePage: Shape("unmap_vp_state_page", UNMAP_VP_STATE_PAGE_INPUT.size),
+    C.RegisterInterceptResult: Shape("register_intercept_result", REGISTER_INTERCEPT_RESULT_SIZE),
+    C.UnregisterInterceptResult: Shape("unregister_intercept_result", UNREGISTER_INTERCEPT_RESULT_SIZE),
     C.StartVirtualProcessor: Shape(
         "start_virtual_processor", START_VIRTUAL_PROCESSOR_HEADER.size + INITIAL_VP_CONTEXT.size
     ),
@@ -172,6 +177,7 @@ class Hypervisor(
     StatsPageCalls,
     InterruptCalls,
     InterceptCalls,
+    InterceptResultCalls,
     GpaCalls,
     TranslateCalls,
     PortCalls,

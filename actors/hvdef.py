@@ -844,6 +844,7 @@ class MessageType(IntEnum):
     X64IoPortIntercept = 0x8001_0000
     X64MsrIntercept = 0x8001_0001
     X64CpuidIntercept = 0x8001_0002
+    ExceptionIntercept = 0x8001_0003
 
 
 #: MessageType bit 31: reserved for the hypervisor; guests may post only types 1..0x7FFFFFFF.
@@ -1348,3 +1349,70 @@ MAP_STATS_PAGE2_INPUT = Layout(MapStatsPage2Input, "<II16sQ", 32)
 UNMAP_STATS_PAGE_INPUT = Layout(UnmapStatsPageInput, "<II16s", 24)
 MAP_VP_STATE_PAGE_INPUT = Layout(MapVpStatePageInput, "<QIHBBQ", 24)
 UNMAP_VP_STATE_PAGE_INPUT = Layout(UnmapVpStatePageInput, "<QIHBB", 16)
+
+
+# --- registered intercept results, HYPERCALLS.md 4.25-4.26 -----------------------------------------
+class RegisterInterceptResultHeader(NamedTuple):
+    """Register/UnregisterInterceptResult header (16 B): the parameters follow @16."""
+
+    partition_id: int
+    vp_index: int
+    intercept_type: int
+
+
+class CpuidResultParameters(NamedTuple):
+    """CPUID registration @16 (44 B, D8): the leaf, subleaf, SubleafSpecific, AlwaysOverride, then
+    the result and its masks (mask bits say which result bits override the hypervisor's)."""
+
+    eax: int
+    ecx: int
+    subleaf_specific: int
+    always_override: int
+    padding: int
+    result_eax: int
+    eax_mask: int
+    result_ebx: int
+    ebx_mask: int
+    result_ecx: int
+    ecx_mask: int
+    result_edx: int
+    edx_mask: int
+
+
+class MsrResultParameters(NamedTuple):
+    """MSR registration @16 (12 B): index, access type (>= 1 bit), action (0 Fault, 1
+    IgnoreWriteReadZero)."""
+
+    msr_index: int
+    access_type: int
+    action: int
+
+
+REGISTER_INTERCEPT_RESULT_HEADER = Layout(RegisterInterceptResultHeader, "<QII", 16)
+CPUID_RESULT_PARAMETERS = Layout(CpuidResultParameters, "<IIBBHIIIIIIII", 44)
+MSR_RESULT_PARAMETERS = Layout(MsrResultParameters, "<III", 12)
+#: RegisterInterceptResult input: the 60-byte CPUID form padded to 64; Unregister's 28 padded to 32.
+REGISTER_INTERCEPT_RESULT_SIZE = 64
+UNREGISTER_INTERCEPT_RESULT_SIZE = 32
+
+
+class X64ExceptionInterceptMessage(NamedTuple):
+    """HV_X64_EXCEPTION_INTERCEPT_MESSAGE payload after the header (200 B) [hdr Linux]: vector,
+    info (bit 0 error code valid), instruction byte count, error code, parameter (CR2 for #PF),
+    instruction bytes, DS, SS, then RAX..R15."""
+
+    vector: int
+    info: int
+    instruction_byte_count: int
+    error_code: int
+    parameter: int
+    reserved: int
+    instruction_bytes: bytes
+    ds: bytes
+    ss: bytes
+    gprs: bytes
+
+
+X64_EXCEPTION_INTERCEPT = Layout(X64ExceptionInterceptMessage, "<HBBIQQ16s16s16s128s", 200)
+#: x64 exception vectors the guest model raises.
+VECTOR_GP, VECTOR_PF = 13, 14

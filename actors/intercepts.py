@@ -28,7 +28,10 @@ from hvsim.actors.hvdef import (
     INTERCEPT_READ,
     INTERCEPT_WRITE,
     MESSAGE_HEADER,
+    VECTOR_GP,
+    VECTOR_PF,
     X64_CPUID_INTERCEPT,
+    X64_EXCEPTION_INTERCEPT,
     X64_INTERCEPT_HEADER,
     X64_IO_PORT_INTERCEPT,
     X64_MEMORY_INTERCEPT,
@@ -91,6 +94,8 @@ class AccessOutcome(NamedTuple):
 
     outcome: str
     value: int = 0
+    #: For a fault: the exception (vector, error code, parameter such as CR2).
+    exception: tuple[int, int, int] | None = None
 
 
 def cpuid_model(leaf: int, subleaf: int) -> tuple[int, int, int, int]:
@@ -181,7 +186,20 @@ class InterceptCalls(HvState):
         if p is None or vp is None or p.parent_id is None:
             return AccessOutcome("fault")
         handler = {"io": self._io, "msr": self._msr, "cpuid": self._cpuid, "memory": self._memory}
-        return handler[access.kind](p, vp, access)
+        outcome = handler[access.kind](p, vp, access)
+        if outcome.exception is not None and p.intercepts.get((int(IT.Exception), outcome.exception[0]), 0):
+            return self._exception_intercept(p, vp, outcome.exception)
+        return outcome
+
+    def _exception_intercept(self, p: Partition, vp: Vp, exception: tuple[int, int, int]) -> AccessOutcome:
+        """The parent intercepts this exception vector: it gets the exception instead of the guest."""
+        vector, error_code, parameter = exception
+        regs = vp.regs
+        gprs = b"".join(regs[R.Rax + i].to_bytes(8, "little") for i in range(16))
+        body = X64_EXCEPTION_INTERCEPT.pack(
+            (vector, 1, 0, error_code, parameter, 0, bytes(16), _segment(vp, R.Ds), _segment(vp, R.Ss), gprs)
+        )
+        return self._intercept(p, vp, MessageType.ExceptionIntercept, body, ACCESS_EXECUTE)
 
     def _io(self, p: Partition, vp: Vp, a: GuestAccess) -> AccessOutcome:
         if not self.io_intercepted(p, a.address, a.size, a.write):
@@ -197,6 +215,11 @@ class InterceptCalls(HvState):
 
     def _msr(self, p: Partition, vp: Vp, a: GuestAccess) -> AccessOutcome:
         need = INTERCEPT_WRITE if a.write else INTERCEPT_READ
+        registered = (
+            None if a.address in VIRTUAL_MSRS else self.registered_msr(p, vp.index, a.address, a.write)
+        )
+        if registered is not None:  # answered as the parent registered: no intercept
+            return AccessOutcome("done") if registered else GP_FAULT  # IgnoreWriteReadZero / Fault
         specific = p.intercepts.get((int(IT.X64MsrIndex), a.address), 0)
         if specific & need or (
             a.address not in VIRTUAL_MSRS and p.intercepts.get((int(IT.X64Msr), 0), 0) & need
@@ -208,16 +231,18 @@ class InterceptCalls(HvState):
             )
         name = VIRTUAL_MSRS.get(a.address)
         if name is None:
-            return AccessOutcome("fault")  # #GP: an MSR nothing implements
+            return GP_FAULT  # an MSR nothing implements
         if not a.write:
             return AccessOutcome("done", p.guest_os_id if name == R.GuestOsId else vp.regs.get(name, 0))
         status = self.write_register(p, vp, name, a.value)
-        return AccessOutcome("done" if status is OK else "fault")
+        return AccessOutcome("done") if status is OK else GP_FAULT
 
     def _cpuid(self, p: Partition, vp: Vp, a: GuestAccess) -> AccessOutcome:
-        result = cpuid_model(a.address, a.subleaf)
+        result, registered = self.registered_cpuid(
+            p, vp.index, a.address, a.subleaf, cpuid_model(a.address, a.subleaf)
+        )
         hit = p.intercepts.get((int(IT.X64Cpuid), a.address), 0) & INTERCEPT_EXECUTE
-        if not hit and not p.intercepts.get((int(IT.X64GlobalCpuid), 0), 0):
+        if registered or not (hit or p.intercepts.get((int(IT.X64GlobalCpuid), 0), 0)):
             vp.regs.update({R.Rax: result[0], R.Rbx: result[1], R.Rcx: result[2], R.Rdx: result[3]})
             return AccessOutcome("done", result[0])
         eax, ebx, ecx, edx = result
@@ -234,7 +259,10 @@ class InterceptCalls(HvState):
                 flags = TranslateGvaFlags.VALIDATE_WRITE if a.write else TranslateGvaFlags.VALIDATE_READ
                 walk: Walk = self.walk(p, vp, a.address >> 12, flags | TranslateGvaFlags.SET_PAGE_TABLE_BITS)
                 if walk.code in (RC.PageNotPresent, RC.PrivilegeViolation, RC.InvalidPageTableFlags):
-                    return AccessOutcome("fault")  # a #PF the guest's own kernel handles
+                    # A #PF the guest's own kernel handles (error code: P if present, W, RSVD).
+                    code = int(walk.code is not RC.PageNotPresent) | (2 if a.write else 0)
+                    code |= 8 if walk.code is RC.InvalidPageTableFlags else 0
+                    return AccessOutcome("fault", exception=(VECTOR_PF, code, a.address))
                 gpa_page = walk.gpa_page
                 if walk.code is RC.Success:
                     vp.tlb[a.address >> 12] = gpa_page
@@ -310,6 +338,9 @@ class InterceptCalls(HvState):
                       HV_SYNIC_INTERCEPTION_SINT, data, None)  # fmt: skip
         self.send_message(msg)
         return AccessOutcome("intercepted")
+
+
+GP_FAULT = AccessOutcome("fault", exception=(VECTOR_GP, 0, 0))
 
 
 def _rw(a: GuestAccess) -> int:

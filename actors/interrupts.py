@@ -42,6 +42,7 @@ IT = InterruptType
 R = RegisterName
 VECTOR_TYPES = frozenset({IT.Fixed, IT.LowestPriority, IT.ExtInt, IT.Sipi})
 BROADCAST = 0xFF
+APPLY_REGISTERED_VALUES = 0x2  # HV_GET_VP_CPUID_VALUES_FLAGS bit 1
 #: ExtInt latch states.
 EXTINT_NONE, EXTINT_PENDING, EXTINT_ACKNOWLEDGED = 0, 1, 2
 _FLUSH_KNOWN = (
@@ -198,7 +199,10 @@ class InterruptCalls(HvState):
         i = call.rep_start
         while i < call.rep_limit:
             query = CPUID_QUERY.unpack(data, base + CPUID_QUERY.size * i)
-            eax, ebx, ecx, edx = cpuid_model(query.eax, query.ecx)
+            result = cpuid_model(query.eax, query.ecx)
+            if hdr.flags & APPLY_REGISTERED_VALUES:
+                result, _ = self.registered_cpuid(target, hdr.vp_index, query.eax, query.ecx, result)
+            eax, ebx, ecx, edx = result
             at = CPUID_RESULT_SIZE * i
             out[at : at + CPUID_RESULT_SIZE] = b"".join(v.to_bytes(4, "little") for v in (eax, ebx, ecx, edx))
             i += 1

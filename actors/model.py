@@ -158,6 +158,12 @@ class Partition:
     deposited: dict[int, tuple[int, int]] = field(default_factory=dict)
     #: ExtInt latch: 0 none, 1 asserted (pending), 2 acknowledged by VP 0 (until cleared).
     ext_int: int = 0
+    #: RegisterInterceptResult: (VP or HV_ANY_VP, leaf, subleaf or None) -> (values, masks), and
+    #: (VP or HV_ANY_VP, MSR index, access 1 read / 2 write) -> action.
+    cpuid_results: dict[tuple[int, int, int | None], tuple[tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=dict
+    )
+    msr_results: dict[tuple[int, int, int], int] = field(default_factory=dict)
     #: (HV_INTERCEPT_TYPE, parameter) -> access mask, installed by the parent.
     intercepts: dict[tuple[int, int], int] = field(default_factory=dict)
 

@@ -240,6 +240,16 @@ class HvState:
         """Put a withdrawn page back at a nested host's GPA page (the GPA calls)."""
         raise NotImplementedError
 
+    def registered_cpuid(
+        self, p: Partition, vp: int, leaf: int, subleaf: int, result: tuple[int, int, int, int]
+    ) -> tuple[tuple[int, int, int, int], bool]:
+        """CPUID with a parent's registered results applied (the intercept-result calls)."""
+        raise NotImplementedError
+
+    def registered_msr(self, p: Partition, vp: int, index: int, write: bool) -> int | None:
+        """A parent's registered action for an unimplemented MSR (the intercept-result calls)."""
+        raise NotImplementedError
+
     def remove_mappings(self, p: Partition) -> None:
         """Drop *p*'s GPA mappings (implemented by the GPA calls)."""
         raise NotImplementedError
