@@ -254,8 +254,11 @@ class InterceptCalls(HvState):
         gva = a.address if a.virtual else None
         gpa = a.address
         if a.virtual:
-            gpa_page = vp.tlb.get(a.address >> 12)
-            if gpa_page is None:  # a TLB miss: walk the guest's tables (setting A/D bits)
+            cached = vp.tlb.get(a.address >> 12)
+            # A TLB entry records whether a write may go through it (writable and already dirty);
+            # otherwise the access walks the tables (checking rights, setting A/D bits).
+            gpa_page = None if cached is None or (a.write and not cached[1]) else cached[0]
+            if gpa_page is None:
                 flags = TranslateGvaFlags.VALIDATE_WRITE if a.write else TranslateGvaFlags.VALIDATE_READ
                 walk: Walk = self.walk(p, vp, a.address >> 12, flags | TranslateGvaFlags.SET_PAGE_TABLE_BITS)
                 if walk.code in (RC.PageNotPresent, RC.PrivilegeViolation, RC.InvalidPageTableFlags):
@@ -265,7 +268,7 @@ class InterceptCalls(HvState):
                     return AccessOutcome("fault", exception=(VECTOR_PF, code, a.address))
                 gpa_page = walk.gpa_page
                 if walk.code is RC.Success:
-                    vp.tlb[a.address >> 12] = gpa_page
+                    vp.tlb[a.address >> 12] = (gpa_page, a.write)
             gpa = (gpa_page << 12) | (a.address & 0xFFF)
         if a.write and self.guest_doorbell_write(p.id, vp.index, gpa, a.value, a.size):
             return AccessOutcome("done")

@@ -101,7 +101,8 @@ class InterruptCalls(HvState):
         if vp is None:
             return S.INVALID_VP_INDEX
         if vector == HV_INTERRUPT_VECTOR_NONE:
-            p.ext_int = EXTINT_NONE  # de-assert before acknowledgement
+            p.ext_int = EXTINT_NONE  # de-assert before acknowledgement: VP 0 will not take it
+            self.effects.apic_interrupt(p, vp, vector, IT.ExtInt)
             return OK
         p.ext_int = EXTINT_PENDING
         self.effects.apic_interrupt(p, vp, vector, IT.ExtInt)
@@ -127,17 +128,20 @@ class InterruptCalls(HvState):
         return [vp for vp in vps if vp.regs[R.InitialApicId] == destination]
 
     def _deliver_interrupt(self, p: Partition, vp: Vp, kind: IT, vector: int, level: bool) -> None:
+        if vector == HV_INTERRUPT_VECTOR_NONE:
+            # A de-assertion: only a level-triggered fixed or lowest-priority line has something
+            # pending to withdraw; NMI, INIT and SIPI are never delivered by it.
+            if level and kind in (IT.Fixed, IT.LowestPriority):
+                self.effects.apic_interrupt(p, vp, vector, kind)
+            return
         if kind is IT.Init and vp.index != 0:
             vp.started = False  # wait-for-SIPI
             self.update_run_state(p, vp)
-        elif kind is IT.Sipi:
-            if not vp.started:
-                vp.started = True
-                vp.regs[R.Rip] = 0
-                vp.regs[R.Cs] = (vector << 12) | (0xFFFF << 64) | ((vector << 8) << 96) | (0x9B << 112)
-                self.update_run_state(p, vp)
-        elif vector == HV_INTERRUPT_VECTOR_NONE and not level:
-            return  # an edge-triggered de-assertion withdraws nothing
+        elif kind is IT.Sipi and not vp.started:
+            vp.started = True
+            vp.regs[R.Rip] = 0
+            vp.regs[R.Cs] = (vector << 12) | (0xFFFF << 64) | ((vector << 8) << 96) | (0x9B << 112)
+            self.update_run_state(p, vp)
         self.effects.apic_interrupt(p, vp, vector, kind)
 
     # --- TLB flushes --------------------------------------------------------------------------------

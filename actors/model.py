@@ -59,8 +59,9 @@ class Vp:
     run_since_ns: int | None = None
     runtime_ns: int = 0
     synic: Synic = field(default_factory=Synic)
-    #: Translation cache: GVA page -> GPA page, filled by the guest's GVA accesses.
-    tlb: dict[int, int] = field(default_factory=dict)
+    #: Translation cache: GVA page -> (GPA page, whether writes may use it: writable and dirty),
+    #: filled by the guest's GVA accesses.
+    tlb: dict[int, tuple[int, bool]] = field(default_factory=dict)
     tlb_flushes: int = 0
     #: Counters for statistics pages: hypercalls issued, intercepts taken, messages delivered to it.
     hypercalls: int = 0

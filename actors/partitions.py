@@ -80,6 +80,7 @@ class PartitionCalls(HvState):
             self.remove_vp(target, vp)
         self.remove_endpoints(target)  # ports and connections go too (TLFS FinalizePartition)
         self.remove_mappings(target)  # and the address space: mapped host pages are the host's again
+        self.drop_stats_pages(target.id)  # statistics pages of it, whoever mapped them
         self.set_state(target, P.FINALIZED)
         # Every structure built on the child's behalf returns to its own pool, ready to withdraw.
         target.pool.release_all()

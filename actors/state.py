@@ -266,8 +266,13 @@ class HvState:
         """A SynIC register of *vp* was written (implemented by the message calls)."""
         raise NotImplementedError
 
+    def drop_stats_pages(self, partition_id: int, vp: int | None = None) -> None:
+        """Unmap the statistics pages of a VP or partition that went (the stats-page calls)."""
+        raise NotImplementedError
+
     def remove_vp(self, p: Partition, vp: Vp) -> None:
         self.free_vp_messages(p, vp)
+        self.drop_stats_pages(p.id, vp.index)
         for key in [k for k in p.vp_state_pages if k[0] == vp.index]:
             del p.vp_state_pages[key]
             p.pool.release(f"vpstate:{key[0]}:{key[1]}")

@@ -113,6 +113,18 @@ class StatsPageCalls(HvState):
         self.pool_changed(call.caller)
         return OK
 
+    def drop_stats_pages(self, partition_id: int, vp: int | None = None) -> None:
+        """The object went (a VP deleted, a partition finalized): every statistics page mapped for
+        it, by anyone, goes too and its pool page returns to the caller that mapped it."""
+        for caller in self.partitions.values():
+            for key in list(caller.stats_pages):
+                kind, pid = key[0], key[1]
+                if kind not in (ST.Partition, ST.Vp) or pid != partition_id:
+                    continue
+                if vp is None or (kind == ST.Vp and key[2] == vp):
+                    del caller.stats_pages[key]
+                    caller.pool.release(_charge_key(key))
+
     def read_stats(self, caller_id: int, key: tuple[int, ...]) -> dict[str, int]:
         """The counters of a mapped statistics page, as they are now (KeyError if not mapped)."""
         caller = self.partitions[caller_id]

@@ -119,6 +119,7 @@ class VpActor(SimActor):
         self.nmis = 0
         self.apic_taken: list[int] = []
         self._extint_unacked = False
+        self._extint_vector: int | None = None
         self.last_message = b""
         self._irq: simpy.Event | None = None
         #: Host code on this VP waiting for its next interrupt (see :meth:`next_interrupt`).
@@ -178,11 +179,17 @@ class VpActor(SimActor):
         if kind == NMI:
             self.nmis += 1
         elif kind == EXTINT:
-            if self.runnable:  # taking it is acknowledging it
-                self.hypervisor.tell(InterruptAck(self.partition_id, self.index))
-            else:
-                self._extint_unacked = True
-            self.apic_pending.append(vector)
+            # A new ExtInt replaces one not yet taken; vector NONE withdraws it.
+            if self._extint_vector is not None and self._extint_vector in self.apic_pending:
+                self.apic_pending.remove(self._extint_vector)
+            self._extint_vector = None if vector == VECTOR_NONE else vector
+            self._extint_unacked = False
+            if vector != VECTOR_NONE:
+                if self.runnable:  # taking it is acknowledging it
+                    self.hypervisor.tell(InterruptAck(self.partition_id, self.index))
+                else:
+                    self._extint_unacked = True
+                self.apic_pending.append(vector)
         elif vector == VECTOR_NONE:
             self.apic_pending.clear()  # a level-triggered line withdrawn before it was taken
         elif kind in (FIXED, LOWEST_PRIORITY):
