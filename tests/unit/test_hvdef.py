@@ -556,6 +556,10 @@ SPEC_SIZES: dict[str, int] = {
     "UNMAP_STATS_PAGE_INPUT": 24,  # 4.30 (D11)
     "MAP_VP_STATE_PAGE_INPUT": 24,  # 4.31
     "UNMAP_VP_STATE_PAGE_INPUT": 16,  # 4.32
+    "REGISTER_INTERCEPT_RESULT_HEADER": 16,  # 4.25
+    "CPUID_RESULT_PARAMETERS": 44,  # 4.25 (D8)
+    "MSR_RESULT_PARAMETERS": 12,  # 4.25
+    "X64_EXCEPTION_INTERCEPT": 200,  # Linux hvhdk.h exception message, 240 B with the header
 }
 
 #: (field, offset, size) from the spec's per-call offset tables.
