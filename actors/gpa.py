@@ -60,13 +60,13 @@ class GpaCalls(HvState):
 
     def _gpa_target(self, caller: Partition, partition_id: int) -> tuple[HvStatus, Partition | None]:
         """The parent (with CreatePartitions) on an ACTIVE child, or the root on itself."""
+        if not caller.privileges & CREATE_PARTITIONS:
+            return S.ACCESS_DENIED, None  # before the lookup: no probing for partition ids
         target = self.resolve(caller, partition_id)
         if target is None:
             return S.INVALID_PARTITION_ID, None
         own_identity_map = target is caller and caller.is_root
-        if not own_identity_map and (
-            not caller.privileges & CREATE_PARTITIONS or target.parent_id != caller.id
-        ):
+        if not own_identity_map and target.parent_id != caller.id:
             return S.ACCESS_DENIED, None
         if target.state is not PartitionState.ACTIVE:
             return S.INVALID_PARTITION_STATE, None

@@ -126,6 +126,8 @@ class PropertyCalls(HvState):
             return S.INVALID_PARAMETER
         value &= 0xFFFF_FFFF_FFFF_FFFF
         if code == PC.PrivilegeFlags:
+            if p.is_root:
+                return S.INVALID_PARTITION_STATE  # the root's privileges were fixed when it booted
             # A parent cannot grant what it does not hold ([inferred]).
             if value & ~caller.privileges:
                 return S.PROPERTY_VALUE_OUT_OF_RANGE

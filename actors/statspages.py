@@ -22,7 +22,7 @@ from hvsim.actors.hvdef import (
 )
 from hvsim.actors.hypercall import Call
 from hvsim.actors.model import Partition, PartitionState
-from hvsim.actors.state import OK, HvState
+from hvsim.actors.state import CREATE_PARTITIONS, OK, HvState
 
 S = HvStatus
 ST = StatsObjectType
@@ -162,7 +162,11 @@ class StatsPageCalls(HvState):
             return S.INVALID_VP_INDEX
         if inp.page_type not in (VpStatePageType.Registers, VpStatePageType.InterceptMessage):
             return S.INVALID_PARAMETER  # GHCB pages exist only for SEV-SNP guests
-        if inp.input_vtl or inp.flags & ~1 or (not inp.flags & 1 and inp.requested_map_location):
+        if (
+            inp.input_vtl not in (0, 0x10)
+            or inp.flags & ~1
+            or (not inp.flags & 1 and inp.requested_map_location)
+        ):
             return S.INVALID_PARAMETER
         key = (inp.vp_index, inp.page_type)
         if key in target.vp_state_pages:
@@ -188,7 +192,7 @@ class StatsPageCalls(HvState):
             return status
         if inp.vp_index not in target.vps:
             return S.INVALID_VP_INDEX
-        if inp.input_vtl or inp.reserved:
+        if inp.input_vtl not in (0, 0x10) or inp.reserved:
             return S.INVALID_PARAMETER
         if target.vp_state_pages.pop((inp.vp_index, inp.page_type), None) is None:
             return S.OPERATION_DENIED  # [inferred] not mapped
@@ -197,6 +201,8 @@ class StatsPageCalls(HvState):
         return OK
 
     def _state_page_target(self, caller: Partition, partition_id: int) -> tuple[HvStatus, Partition | None]:
+        if not caller.privileges & CREATE_PARTITIONS:
+            return S.ACCESS_DENIED, None  # the parent's privilege, checked before any lookup
         target = self.resolve(caller, partition_id)
         if target is None:
             return S.INVALID_PARTITION_ID, None

@@ -10,11 +10,33 @@ model with GetMemoryBalance and with the hypervisor's own records.
 
 Page costs are small (``COSTS``) so partitions reach every state within a short run, and the rep
 time budget is drawn, so rep calls are continued across invocations as often as not.
+
+Ports and messages (HYPERCALLS.md 4.37-4.44, 5.9): the root creates and deletes ports, connects and
+disconnects partitions, and sets SynIC registers of VPs; guests (and the root) write their own SynIC
+MSRs, post messages and signal events through their connections, and take messages out of their SIM
+slots (writing EOM when MessagePending is set); the root posts and signals directly. The model
+follows every VP's SynIC exactly: slots, queues in order, MessagePending, event flags, port buffers,
+HV_ANY_VP round-robin. It can, because a rule that sends runs the clock until the message has
+arrived (``settle``): between steps nothing is in transit, and every status is predicted exactly,
+INSUFFICIENT_BUFFERS included. Invariants compare each live VP's SynIC with the model and run the
+message-accounting checkers (the buffer checker each step; the log checker over the incrementally
+decoded records each step, and over the whole log at teardown).
+
+Guest memory (HYPERCALLS.md 4.16, 4.18, 5.7): the root maps small runs of host pages it allocates into
+ACTIVE children with MapGpaPages (fresh pages, pages already mapped elsewhere: shared memory, a
+pool page or one beyond host RAM stopping the call there), illegal access combinations, backing-only
+pages (zero page, no access) also as 2 MiB large pages, and unmaps them with UnmapGpaPages (with and
+without KEEP_PRECOMMITTED). The model holds every child's GPA map (host page and flags per GPA
+page), the 2 MiB regions whose page table its pool pays for, and how often each host page is mapped
+(the host frees a page once nothing maps it). Invariants compare the maps and regions with the
+hypervisor's, run the mapping checker, and try to deposit a mapped page (OPERATION_DENIED);
+FinalizePartition must drop the child's whole map.
 """
 
 from __future__ import annotations
 
 import struct
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,30 +58,50 @@ from hypothesis.stateful import (
 from hvsim.actors.config import HvConfig, PageCosts
 from hvsim.actors.hvdef import (
     ALL_PRIVILEGES,
+    HV_ANY_VP,
+    HV_EVENT_FLAGS_BYTES,
+    HV_EVENT_FLAGS_COUNT,
+    HV_MESSAGE_FLAG_PENDING,
+    HV_MESSAGE_PAYLOAD_SIZE,
+    HV_MESSAGE_SIZE,
+    HV_PAGE_SIZE,
     HV_PARTITION_ID_SELF,
+    HV_SYNIC_SINT_COUNT,
     HV_VP_INDEX_SELF,
+    LARGE_PAGE_PAGES,
     MEMORY_POOL_INPUT,
+    MESSAGE_HEADER,
+    MESSAGE_TYPE_HYPERVISOR,
+    SINT_MASKED,
+    SYNIC_ENABLE,
+    UNMAP_GPA_KEEP_PRECOMMITTED,
+    UNMAP_GPA_LARGE_PAGE,
     VP_REGISTERS_INPUT,
     HvStatus,
     HypercallCode,
+    MapGpaFlags,
     MemoryPoolInput,
     PartitionPrivilege,
+    PortType,
     PropertyCode,
     RegisterName,
     VpRegistersInput,
     control,
 )
 from hvsim.actors.memory import HOST
+from hvsim.actors.synic import Synic
 from hvsim.actors.workload import Compute, Hypercall, Program
 from hvsim.scenarios import HostApi, Simulation, checkers
 
 C = HypercallCode
 S = HvStatus
 R = RegisterName
+F = MapGpaFlags
 PC = PropertyCode
 PP = PartitionPrivilege
 SELF = HV_PARTITION_ID_SELF
 U64 = (1 << 64) - 1
+U32 = (1 << 32) - 1
 _U64 = struct.Struct("<Q")
 
 HOST_PAGES = 4096
@@ -95,11 +137,75 @@ def register_value_ok(name: int, value: int) -> bool:
 
 
 # --- the model --------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class PortModel:
+    """A port as the model knows it (HYPERCALLS.md 4.37); identity matters: a connection leads to
+    the port object it was made to, and a new port with the same id is another port."""
+
+    owner: int
+    id: int
+    type: int
+    sint: int
+    #: A VP index, or HV_ANY_VP.
+    vp: int
+    base: int
+    count: int
+    #: The only partition allowed to connect (0: any).
+    allowed: int
+    #: (connection owner, connection id) of the connection made to it, if any.
+    connection: tuple[int, int] | None = None
+    #: Round-robin cursor over the owner's VPs (HV_ANY_VP).
+    next_vp: int = 0
+
+
+@dataclass(eq=False)
+class ConnModel:
+    owner: int
+    id: int
+    #: The port it was connected to (it leads nowhere once that port is deleted).
+    port: PortModel
+
+
+@dataclass(eq=False)
+class MsgModel:
+    """A message in a SIM slot or a SINT queue: its type is unique per run (a tag)."""
+
+    type: int
+    size: int
+    #: OriginationId: the port id (0 for a direct post).
+    origin: int
+    #: The port whose buffer it holds while queued (None: a direct post).
+    port: PortModel | None
+
+
+@dataclass
+class SynicModel:
+    """A VP's SynIC: the enable bits, unmasked SINTs, the SIM slots (message, MessagePending), the
+    SINT queues and the SIEF flags."""
+
+    scontrol: bool = False
+    simp: bool = False
+    siefp: bool = False
+    unmasked: set[int] = field(default_factory=set)
+    slots: dict[int, tuple[MsgModel, bool]] = field(default_factory=dict)
+    queues: dict[int, deque[MsgModel]] = field(default_factory=lambda: defaultdict(deque))
+    flags: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
+
+    @property
+    def sim_on(self) -> bool:
+        return self.scontrol and self.simp
+
+    @property
+    def sief_on(self) -> bool:
+        return self.scontrol and self.siefp
+
+
 @dataclass
 class VpModel:
     index: int
     started: bool
     regs: dict[int, int]
+    synic: SynicModel = field(default_factory=SynicModel)
 
     @classmethod
     def reset(cls, index: int) -> VpModel:
@@ -120,6 +226,15 @@ class PartModel:
     cpu_weight: int = DEFAULT_CPU_WEIGHT
     deposited: int = 0
     withdrawn: int = 0
+    #: Its ports and connections, by id (each charged to this pool).
+    ports: dict[int, PortModel] = field(default_factory=dict)
+    conns: dict[int, ConnModel] = field(default_factory=dict)
+    #: Its GPA map: GPA page -> (host page, or None for a page with no backing; map flags).
+    gpa: dict[int, tuple[int | None, int]] = field(default_factory=dict)
+    #: The 2 MiB regions whose page table its pool pays for (kept empty by KEEP_PRECOMMITTED), and
+    #: how many GPA pages each region maps.
+    tables: set[int] = field(default_factory=set)
+    region_pages: Counter[int] = field(default_factory=Counter)
 
 
 # --- strategies -------------------------------------------------------------------------------------
@@ -166,11 +281,83 @@ GUEST = Program(
 )
 
 
+#: Ports and messages. Children are granted these in most runs (``boot``).
+MESSAGING = int(PP.PostMessages | PP.SignalEvents)
+#: The SINTs a channel uses (VMBus convention), their vectors (VECTOR + SINT), the overlay pages.
+MSG_SINT, EVENT_SINT = 2, 3
+VECTOR = 0x30
+SIMP_GPA, SIEFP_GPA = 0xFEB0_0000, 0xFEB0_1000
+port_ids = st.integers(1, 3)
+conn_ids = st.integers(1, 3)
+port_kinds = st.sampled_from([PortType.Message, PortType.Event])
+synic_ops = st.sampled_from(["enable", "enable", "disable", "simp_off", "siefp_off", "mask", "unmask"])
+unmasked_sints = st.one_of(
+    st.just(frozenset({MSG_SINT, EVENT_SINT})), st.frozensets(st.sampled_from([1, MSG_SINT, EVENT_SINT, 4]))
+)
+#: PostMessage: a fresh guest type, or type 0, a hypervisor type (bit 31), a 241-byte payload.
+post_kinds = st.sampled_from(["ok", "ok", "ok", "ok", "ok", "none", "reserved", "oversize"])
+#: PostMessageDirect may send hypervisor types (bit 31): the host delivers intercepts that way.
+direct_kinds = st.sampled_from(["ok", "ok", "ok", "ok", "hypervisor", "hypervisor", "none", "oversize"])
+payload_sizes = st.one_of(
+    st.sampled_from([0, 16, HV_MESSAGE_PAYLOAD_SIZE]), st.integers(0, HV_MESSAGE_PAYLOAD_SIZE)
+)
+#: SignalEventDirect: any of a SINT's 2048 flags; 2048 is one too many.
+direct_flags = st.one_of(
+    *[st.integers(0, 20)] * 3, st.sampled_from([HV_EVENT_FLAGS_COUNT - 1, HV_EVENT_FLAGS_COUNT])
+)
+flag_numbers = st.one_of(st.integers(0, 20), st.sampled_from([63, 64, HV_EVENT_FLAGS_COUNT - 1]))
+
+
+#: Guest memory. A child's GPA page numbers are below GPA_LIMIT; the rules map in its first three
+#: 2 MiB regions (a page-table page each) and at the very end of its GPA space.
+GPA_LIMIT = 1 << (HvConfig().guest_gpa_bits - 12)
+REGION = LARGE_PAGE_PAGES
+gpa_bases = st.one_of(
+    st.integers(0, 3 * REGION - 8), st.sampled_from([REGION - 2, 2 * REGION - 1, GPA_LIMIT - 3])
+)
+#: MapFlags: legal access combinations (with NOT_CACHED, ADJUSTABLE), W alone (illegal), and pages
+#: with no host page behind them (the shared zero page, no access at all).
+map_flags = st.sampled_from(
+    [F.READABLE, F.READABLE | F.WRITABLE, F.PERMISSIONS, F.READABLE | F.EXECUTABLE, 0,
+     F.READABLE | F.WRITABLE | F.NOT_CACHED, F.READABLE | F.ADJUSTABLE, F.WRITABLE,
+     F.ZEROED | F.READABLE, F.NO_ACCESS]
+)  # fmt: skip
+BACKINGS = [F.ZEROED | F.READABLE, F.NO_ACCESS]
+#: Where a MapGpaPages source list may go wrong: nowhere, a page in a pool, a page beyond host RAM.
+bad_sources = st.sampled_from([None, None, None, "pooled", "beyond"])
+unmap_flag_values = st.sampled_from(
+    [
+        0,
+        0,
+        UNMAP_GPA_KEEP_PRECOMMITTED,
+        UNMAP_GPA_LARGE_PAGE,
+        UNMAP_GPA_LARGE_PAGE | UNMAP_GPA_KEEP_PRECOMMITTED,
+        4,
+    ]
+)
+
+
+def map_flags_ok(flags: int) -> bool:
+    """HYPERCALLS.md 5.7: no W or X without R; NO_ACCESS grants nothing; the zero page is read-only."""
+    rights = flags & F.PERMISSIONS
+    if rights & (F.WRITABLE | F.EXECUTABLE) and not rights & F.READABLE:
+        return False
+    backing = flags & F.BACKING_MASK
+    return not (backing == F.NO_ACCESS and rights) and not (backing == F.ZEROED and rights & F.WRITABLE)
+
+
+def often(data: st.DataObject, options: list[Any], label: str) -> Any:
+    """One of *options* three times in four (None the fourth time, or when there are none)."""
+    if options and data.draw(st.integers(0, 3), label=f"pick an existing {label}") > 0:
+        return data.draw(st.sampled_from(options), label=label)
+    return None
+
+
 #: What the privilege rule has a child try from its own VP.
 CHILD_OPS = (
     *("create_partition", "initialize", "finalize", "delete", "create_vp", "delete_vp"),
     *("deposit", "withdraw", "balance", "next_child", "get_partition_id"),
-    *("set_property", "get_property", "get_registers", "set_registers"),
+    *("set_property", "get_property", "get_registers", "set_registers", "map_gpa", "unmap_gpa"),
 )
 
 
@@ -185,11 +372,16 @@ class HypervisorMachine(RuleBasedStateMachine):
         seed=st.integers(0, 2**32),
         budget=st.sampled_from([None, 50_000, 3_000]),
         funding=st.integers(0, 40),
+        senders=st.sampled_from([True, True, True, False]),
     )
-    def boot(self, seed: int, budget: int | None, funding: int) -> Any:
+    def boot(self, seed: int, budget: int | None, funding: int, senders: bool) -> Any:
         """A fresh world; the root's own pool gets *funding* pages (0: CreatePartition must first
-        answer INSUFFICIENT_MEMORY, and ``deposit_self`` is the host's reaction)."""
-        self.config = HvConfig(host_pages=HOST_PAGES, page_costs=COSTS, rep_budget_ns=budget)
+        answer INSUFFICIENT_MEMORY, and ``deposit_self`` is the host's reaction). With *senders*,
+        new children may post messages and signal events (PrivilegeFlags can still change that)."""
+        privileges = HvConfig().child_default_privileges | (MESSAGING if senders else 0)
+        self.config = HvConfig(
+            host_pages=HOST_PAGES, page_costs=COSTS, rep_budget_ns=budget, child_default_privileges=privileges
+        )
         self.sim = Simulation(seed, config=self.config)
         self.api = HostApi(self.sim)
         hv = self.sim.hv
@@ -202,13 +394,26 @@ class HypervisorMachine(RuleBasedStateMachine):
         self.next_pid = self.sim.root_id + 1
         self.log_pos = 0
         self.state_records: list[dict[str, Any]] = []
+        #: The records ``message_accounting`` reads: message.* and the posting calls' hypercalls.
+        self.message_records: list[dict[str, Any]] = []
+        #: The last message type handed out (each message gets its own: see ``next_tag``).
+        self.tags = 0
+        #: Host pages the host allocated for guest memory -> how many child GPA pages map each; the
+        #: ones it no longer maps, to free.
+        self.held: Counter[int] = Counter()
+        self.unmapped: set[int] = set()
         self.deposit_self(funding, by_id=False)
         return multiple(self.sim.root_id, BOGUS_PID)
 
     def teardown(self) -> None:
         sim = getattr(self, "sim", None)
         if sim is not None:
-            sim.close()
+            try:
+                # The whole log, decoded once per run: every message ended at most once, the open
+                # ones are the hypervisor's undelivered, each posting call's successes posted one.
+                assert checkers.message_accounting(sim.log.records(), sim.hv) == []
+            finally:
+                sim.close()
 
     # --- model helpers ---------------------------------------------------------------------------
     def run(self, gen: Any) -> Any:
@@ -222,11 +427,13 @@ class HypervisorMachine(RuleBasedStateMachine):
         return None if p is None or p.state == DELETED else p
 
     def in_use(self, p: PartModel) -> int:
+        endpoints = COSTS.port * len(p.ports) + COSTS.connection * len(p.conns)
         if p.is_root:
-            return COSTS.create_partition * len(self.order) + p.vtlb
+            return COSTS.create_partition * len(self.order) + p.vtlb + endpoints
         if p.state != ACTIVE:
             return 0  # nothing charged before initialize; finalize frees everything
-        return COSTS.initialize_partition + COSTS.create_vp * len(p.vps) + p.vtlb
+        tables = COSTS.gpa_table * len(p.tables)
+        return COSTS.initialize_partition + COSTS.create_vp * len(p.vps) + p.vtlb + endpoints + tables
 
     def available(self, p: PartModel) -> int:
         return len(p.pages) - self.in_use(p)
@@ -335,6 +542,12 @@ class HypervisorMachine(RuleBasedStateMachine):
             t.state = FINALIZED
             t.vps.clear()
             t.vtlb = 0
+            self.drop_endpoints(t)
+            assert self.sim.hv.partitions[pid].gpa == {}, "FinalizePartition drops the address space"
+            for gpfn in list(t.gpa):
+                self.apply_unmap(t, gpfn, keep=False)
+            t.tables.clear()
+            self.free_unmapped()
 
     @rule(pid=partitions)
     def delete(self, pid: int) -> None:
@@ -385,11 +598,14 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     @rule(pid=partitions, n=st.integers(0, 8), tail=st.integers(0, 3), data=st.data())
     def deposit_bad_page(self, pid: int, n: int, tail: int, data: st.DataObject) -> None:
-        """A page already in a pool, or beyond host RAM, stops the deposit there (OPERATION_DENIED)."""
+        """A page already in a pool, one mapped into a child (HYPERCALLS.md 6.2: the host keeps it), or
+        beyond host RAM stops the deposit there (OPERATION_DENIED)."""
         pooled = self.all_pool_pages()
         bad_pages = st.integers(HOST_PAGES, U64)
         if pooled:
             bad_pages = st.one_of(st.sampled_from(pooled), bad_pages)
+        if self.held:
+            bad_pages = st.one_of(st.sampled_from(sorted(self.held)), bad_pages)
         bad = data.draw(bad_pages, label="bad page")
         fresh = self.host_alloc(n + tail)
         pages = [*fresh[:n], bad, *fresh[n:]]
@@ -477,6 +693,8 @@ class HypervisorMachine(RuleBasedStateMachine):
         if not t.is_root and (t.state == CREATED) != early:
             return S.INVALID_PARTITION_STATE  # early properties in CREATED, the others in ACTIVE
         if code == PC.PrivilegeFlags:
+            if t.is_root:
+                return S.INVALID_PARTITION_STATE  # the root's privileges are fixed at boot
             if value & ~int(ALL_PRIVILEGES):
                 return S.PROPERTY_VALUE_OUT_OF_RANGE
             t.privileges = value
@@ -611,11 +829,14 @@ class HypervisorMachine(RuleBasedStateMachine):
             self.create_vp(pid, index)
         self.set_registers(pid, 0, {R.ExplicitSuspend: 0})
 
-    @rule(target=partitions, vps=st.integers(1, 3), spare=st.integers(0, 20))
-    def bring_up(self, vps: int, spare: int) -> Any:
+    @rule(
+        target=partitions, vps=st.integers(1, 3), spare=st.integers(0, 20), ram=st.sampled_from([0, 0, 4, 16])
+    )
+    def bring_up(self, vps: int, spare: int, ram: int) -> Any:
         """A new running VM, as a host makes one: CreatePartition (on INSUFFICIENT_MEMORY deposit into
-        SELF and retry, HYPERCALLS.md 6.4), then ``activate``. Hypothesis runs each example with a
-        random subset of the rules, so the whole sequence is also one rule."""
+        SELF and retry, HYPERCALLS.md 6.4), then ``activate``, then *ram* pages of RAM at GPA 0.
+        Hypothesis runs each example with a random subset of the rules, so the whole sequence is
+        also one rule."""
         if self.available(self.root) < COSTS.create_partition:
             self.create_partition()  # INSUFFICIENT_MEMORY
             self.deposit_self(COSTS.create_partition - self.available(self.root), by_id=False)
@@ -623,6 +844,8 @@ class HypervisorMachine(RuleBasedStateMachine):
         if pid not in self.children:
             return multiple()  # host RAM ran out
         self.activate_partition(pid, vps, spare)
+        if ram:
+            self.give_ram(pid, ram, F.PERMISSIONS)
         return pid
 
     @precondition(lambda self: bool(self.in_state(ACTIVE, FINALIZED)))
@@ -735,6 +958,14 @@ class HypervisorMachine(RuleBasedStateMachine):
                 assert res.status is S.ACCESS_DENIED
         elif op == "set_property":
             assert self.run(api.set_property(target, PC.CpuWeight, 200)) is refused(can_create)
+        elif op in ("map_gpa", "unmap_gpa"):
+            if not exists and not can_create:
+                target = SELF  # (an unknown id answers INVALID_PARTITION_ID: see test_fuzz's famous inputs)
+            if op == "map_gpa":  # the child's own GPA page 0 (it has no RAM): never reached
+                out = self.run(api.map_gpa_pages(target, 0, [0], F.READABLE))
+            else:
+                out = self.run(api.unmap_gpa_pages(target, 0, 1))
+            assert (out.status, out.reps_completed) == (refused(can_create), 0)
         elif op == "get_property":
             assert self.run(api.get_property(target, PC.CpuWeight))[0] is refused(can_create)
         else:
@@ -770,7 +1001,964 @@ class HypervisorMachine(RuleBasedStateMachine):
             out = self.run(api.set_registers(target, index, values))
             assert (out.status, out.reps_completed) == self.apply_registers(header, vp, values)
 
+    # --- ports and connections (issued by the root: for a child, as its parent, or for itself) ---
+    def part(self, pid: int) -> PartModel:
+        """The model of a partition that exists (by its real id)."""
+        return self.root if pid == self.root.pid else self.children[pid]
+
+    def live(self) -> list[PartModel]:
+        """The root and the ACTIVE children: the partitions that can own endpoints and VPs."""
+        return [self.root, *(self.children[pid] for pid in self.in_state(ACTIVE))]
+
+    def endpoint_owner(self, pid: int) -> tuple[HvStatus | None, PartModel | None]:
+        """The partition a port or connection call names: the root itself or a child, ACTIVE."""
+        t = self.lookup(pid)
+        if t is None:
+            return S.INVALID_PARTITION_ID, None
+        if t.state != ACTIVE:
+            return S.INVALID_PARTITION_STATE, None
+        return None, t
+
+    @rule(
+        pid=partitions,
+        port_id=port_ids,
+        kind=port_kinds,
+        sint=st.sampled_from([MSG_SINT, EVENT_SINT, 1, 4, 15, 0, 16]),
+        vp=st.sampled_from([0, HV_ANY_VP, 1, 2]),
+        flags=st.sampled_from([(0, 64), (0, 16), (100, 8), (2040, 7), (2040, 8), (0, 0)]),
+        peer=partitions,
+        restrict=st.booleans(),
+    )
+    def create_port(
+        self,
+        pid: int,
+        port_id: int,
+        kind: PortType,
+        sint: int,
+        vp: int,
+        flags: tuple[int, int],
+        peer: int,
+        restrict: bool,
+    ) -> None:
+        """A message or event port; *restrict*: only *peer* may connect to it."""
+        base, count = flags if kind == PortType.Event else (0, 0)
+        allowed = peer if restrict else 0
+        status = self.run(
+            self.api.create_port(
+                pid,
+                port_id,
+                kind,
+                sint=sint,
+                vp=vp,
+                connection_partition=allowed,
+                base_flag=base,
+                flag_count=count,
+            )
+        )
+        expected, t = self.endpoint_owner(pid)
+        if t is not None:
+            expected = self.expected_create_port(t, port_id, kind, sint, vp, base, count, allowed)
+        assert status is (expected or S.SUCCESS), (status, expected)
+        if status is S.SUCCESS and t is not None:
+            a = self.lookup(allowed) if allowed else None
+            t.ports[port_id] = PortModel(t.pid, port_id, kind, sint, vp, base, count, a.pid if a else 0)
+
+    def expected_create_port(
+        self, t: PartModel, port_id: int, kind: int, sint: int, vp: int, base: int, count: int, allowed: int
+    ) -> HvStatus | None:
+        if allowed:
+            a = self.lookup(allowed)
+            if a is None or a is t:
+                return S.INVALID_PARTITION_ID
+            if a.state != ACTIVE:
+                return S.INVALID_PARTITION_STATE
+        if port_id in t.ports:
+            return S.INVALID_PORT_ID
+        if not 1 <= sint < HV_SYNIC_SINT_COUNT:
+            return S.INVALID_PARAMETER  # SINT 0 is the hypervisor's
+        if vp != HV_ANY_VP and vp not in t.vps:
+            return S.INVALID_VP_INDEX
+        if kind == PortType.Event and (count == 0 or base + count >= HV_EVENT_FLAGS_COUNT):
+            return S.INVALID_PARAMETER
+        if self.available(t) < COSTS.port:
+            return S.INSUFFICIENT_MEMORY
+        return None
+
+    @rule(pid=partitions, port_id=port_ids)
+    def delete_port(self, pid: int, port_id: int) -> None:
+        status = self.run(self.api.delete_port(pid, port_id))
+        expected, t = self.endpoint_owner(pid)
+        if t is not None and port_id not in t.ports:
+            expected = S.INVALID_PORT_ID
+        assert status is (expected or S.SUCCESS), (status, expected)
+        if status is S.SUCCESS and t is not None:
+            self.drop_port(t, t.ports[port_id])
+
+    @rule(pid=partitions, conn_id=conn_ids, port_pid=partitions, port_id=port_ids, kind=port_kinds)
+    def connect_port(self, pid: int, conn_id: int, port_pid: int, port_id: int, kind: PortType) -> None:
+        """Connection *conn_id* of *pid* to port *port_id* of *port_pid* (a port takes one)."""
+        status = self.run(self.api.connect_port(pid, conn_id, port_pid, port_id, kind))
+        expected, o = self.endpoint_owner(pid)
+        port = None
+        if o is not None:
+            t = self.lookup(port_pid)
+            port = t.ports.get(port_id) if t is not None else None
+            if t is None:
+                expected = S.INVALID_PARTITION_ID
+            elif t.state != ACTIVE:
+                expected = S.INVALID_PARTITION_STATE
+            elif conn_id in o.conns:
+                expected = S.INVALID_CONNECTION_ID
+            elif port is None or port.allowed not in (0, o.pid) or port.connection is not None:
+                expected = S.INVALID_PORT_ID
+            elif kind != port.type:
+                expected = S.INVALID_PARAMETER
+            elif self.available(o) < COSTS.connection:
+                expected = S.INSUFFICIENT_MEMORY
+        assert status is (expected or S.SUCCESS), (status, expected)
+        if status is S.SUCCESS and o is not None and port is not None:
+            o.conns[conn_id] = ConnModel(o.pid, conn_id, port)
+            port.connection = (o.pid, conn_id)
+
+    @rule(pid=partitions, conn_id=conn_ids)
+    def disconnect_port(self, pid: int, conn_id: int) -> None:
+        status = self.run(self.api.disconnect_port(pid, conn_id))
+        expected, o = self.endpoint_owner(pid)
+        if o is not None and conn_id not in o.conns:
+            expected = S.INVALID_CONNECTION_ID
+        assert status is (expected or S.SUCCESS), (status, expected)
+        if status is S.SUCCESS and o is not None:
+            self.drop_connection(o, o.conns[conn_id])
+
+    def ports_alive(self) -> list[tuple[int, int]]:
+        return [(p.pid, port_id) for p in self.live() for port_id in p.ports]
+
+    @precondition(lambda self: bool(self.ports_alive()))
+    @rule(data=st.data())
+    def delete_a_port(self, data: st.DataObject) -> None:
+        """DeletePort of a port that exists (its queued messages are freed)."""
+        self.delete_port(*data.draw(st.sampled_from(self.ports_alive()), label="port"))
+
+    @precondition(lambda self: bool(self.conns_alive()))
+    @rule(data=st.data())
+    def disconnect_a_connection(self, data: st.DataObject) -> None:
+        self.disconnect_port(*data.draw(st.sampled_from(self.conns_alive()), label="connection"))
+
+    @precondition(lambda self: bool(self.ports_alive()))
+    @rule(data=st.data(), conn_id=conn_ids, same_kind=st.integers(0, 5))
+    def connect_a_port(self, data: st.DataObject, conn_id: int, same_kind: int) -> None:
+        """ConnectPort from the root or an ACTIVE child to a port that exists (mostly of its type)."""
+        port_pid, port_id = data.draw(st.sampled_from(self.ports_alive()), label="port")
+        port = self.part(port_pid).ports[port_id]
+        owner = data.draw(st.sampled_from([p.pid for p in self.live()]), label="connection owner")
+        kind = port.type if same_kind else PortType.Message + PortType.Event - port.type
+        self.connect_port(owner, conn_id, port_pid, port_id, PortType(kind))
+
+    def drop_port(self, t: PartModel, port: PortModel) -> None:
+        """DeletePort: its queued messages are freed (their buffers with them); a message already
+        in a slot stays; connections to it stay, leading nowhere."""
+        del t.ports[port.id]
+        for vp in t.vps.values():
+            for sint, queue in vp.synic.queues.items():
+                vp.synic.queues[sint] = deque(m for m in queue if m.port is not port)
+
+    def drop_connection(self, o: PartModel, conn: ConnModel) -> None:
+        del o.conns[conn.id]
+        owner = self.lookup(conn.port.owner)
+        current = owner.ports.get(conn.port.id) if owner is not None else None
+        if current is not None and current.connection == (o.pid, conn.id):
+            current.connection = None
+
+    def drop_endpoints(self, t: PartModel) -> None:
+        """FinalizePartition: connections first, then ports (its VPs are gone already)."""
+        for conn in list(t.conns.values()):
+            self.drop_connection(t, conn)
+        for port in list(t.ports.values()):
+            self.drop_port(t, port)
+
+    # --- SynIC state (the parent's SetVpRegisters, or the guest's own WRMSR) ----------------------
+    @staticmethod
+    def synic_values(op: str, sint: int, sints: frozenset[int]) -> dict[int, int]:
+        if op == "enable":  # what HostApi.enable_synic writes, in its order
+            return {
+                R.Sipp: SIMP_GPA | SYNIC_ENABLE,
+                R.Sifp: SIEFP_GPA | SYNIC_ENABLE,
+                **{R.Sint0 + s: VECTOR + s for s in sorted(sints)},
+                R.Scontrol: SYNIC_ENABLE,
+            }
+        single: dict[str, tuple[int, int]] = {
+            "disable": (R.Scontrol, 0),
+            "simp_off": (R.Sipp, 0),
+            "siefp_off": (R.Sifp, 0),
+            "mask": (R.Sint0 + sint, SINT_MASKED | (VECTOR + sint)),
+            "unmask": (R.Sint0 + sint, VECTOR + sint),
+        }
+        name, value = single[op]
+        return {name: value}
+
+    @rule(
+        pid=partitions,
+        index=st.sampled_from([0, 1, HV_VP_INDEX_SELF, 3]),
+        op=synic_ops,
+        sint=st.sampled_from([MSG_SINT, EVENT_SINT, 1, 4]),
+        sints=unmasked_sints,
+    )
+    def synic(self, pid: int, index: int, op: str, sint: int, sints: frozenset[int]) -> None:
+        """The parent (or the root for itself) writes SynIC registers with SetVpRegisters."""
+        values = self.synic_values(op, sint, sints)
+        out = self.run(self.api.set_registers(pid, index, values))
+        status, vp = self.register_target(pid, index)
+        if vp is None:
+            assert (out.status, out.reps_completed) == (status, 0)
+            return
+        assert (out.status, out.reps_completed) == (S.SUCCESS, len(values))
+        self.apply_synic(vp, values)
+
+    @rule(data=st.data(), op=synic_ops, sint=st.sampled_from([MSG_SINT, EVENT_SINT, 1, 4]))
+    def guest_synic(self, data: st.DataObject, op: str, sint: int) -> None:
+        """The guest on a VP writes its own SynIC MSRs, one WRMSR each (AccessSynicRegs)."""
+        pid, index = data.draw(st.sampled_from(self.vps_alive()), label="VP")
+        p = self.part(pid)
+        api = HostApi(self.sim, caller=pid, vp=index)
+        values = self.synic_values(op, sint, frozenset({MSG_SINT, EVENT_SINT}))
+        allowed = bool(p.privileges & PP.AccessSynicRegs)
+        for name, value in values.items():
+            status = self.run(api.write_msr(name, value))
+            assert status is (S.SUCCESS if allowed else S.ACCESS_DENIED)
+            if allowed:
+                self.apply_synic(p.vps[index], {name: value})
+
+    def vps_alive(self) -> list[tuple[int, int]]:
+        """Every (partition, VP) that exists: the root's and the ACTIVE children's."""
+        return [(p.pid, i) for p in self.live() for i in sorted(p.vps)]
+
+    def apply_synic(self, vp: VpModel, values: dict[int, int]) -> None:
+        syn = vp.synic
+        for name, value in values.items():
+            on = bool(value & SYNIC_ENABLE)
+            if name == R.Scontrol:
+                syn.scontrol = on
+            elif name == R.Sipp:
+                syn.simp = on
+            elif name == R.Sifp:
+                syn.siefp = on
+            else:
+                sint = name - R.Sint0
+                if value & SINT_MASKED:
+                    syn.unmasked.discard(sint)
+                else:
+                    syn.unmasked.add(sint)
+        if any(name != R.Sifp for name in values):  # SCONTROL, SIMP, SINTx: the queues are rescanned
+            self.rescan(vp)
+
+    def rescan(self, vp: VpModel) -> None:
+        for sint in range(HV_SYNIC_SINT_COUNT):
+            self.scan(vp, sint)
+
+    @staticmethod
+    def scan(vp: VpModel, sint: int) -> None:
+        """Deliver the queue's head if the message page is on and the slot empty; a full slot gets
+        MessagePending instead (HYPERCALLS.md 5.9)."""
+        syn = vp.synic
+        queue = syn.queues.get(sint)
+        if not queue or not syn.sim_on:
+            return
+        if sint in syn.slots:
+            syn.slots[sint] = (syn.slots[sint][0], True)
+            return
+        msg = queue.popleft()
+        syn.slots[sint] = (msg, bool(queue))
+
+    # --- sending --------------------------------------------------------------------------------
+    def senders(self) -> list[tuple[int, int]]:
+        return self.vps_alive()
+
+    def next_tag(self) -> int:
+        """A message type no other message of the run has (bit 31 clear: a guest may post it)."""
+        self.tags += 1
+        return self.tags
+
+    def settle(self, posted_ns: int) -> None:
+        """Run the clock until what was posted at *posted_ns* has arrived (PostMessage takes longer
+        than the transit; SignalEvent does not)."""
+        arrived = posted_ns + self.config.message_latency_ns
+        if self.sim.now_ns <= arrived:
+            self.sim.run(arrived + 1)
+
+    def through(self, caller: PartModel, conn_id: int, kind: int) -> tuple[HvStatus, PortModel | None]:
+        conn = caller.conns.get(conn_id)
+        if conn is None:
+            return S.INVALID_CONNECTION_ID, None
+        owner = self.lookup(conn.port.owner)
+        if owner is None or owner.ports.get(conn.port.id) is not conn.port:
+            return S.INVALID_PORT_ID, None  # the port was deleted (its owner finalized)
+        if owner.state != ACTIVE or conn.port.type != kind:
+            return S.INVALID_PORT_ID, None
+        return S.SUCCESS, conn.port
+
+    def port_vp(self, port: PortModel, ready: Any) -> tuple[HvStatus, VpModel | None]:
+        """The VP a port delivers to now; HV_ANY_VP round-robins over the VPs that can take it."""
+        owner = self.part(port.owner)
+        if port.vp != HV_ANY_VP:
+            vp = owner.vps.get(port.vp)
+            if vp is None:
+                return S.INVALID_VP_INDEX, None
+            return (S.SUCCESS, vp) if ready(vp.synic) else (S.INVALID_SYNIC_STATE, None)
+        if not owner.vps:
+            return S.INVALID_VP_INDEX, None
+        candidates = [vp for _, vp in sorted(owner.vps.items()) if ready(vp.synic)]
+        if not candidates:
+            return S.INVALID_SYNIC_STATE, None
+        port.next_vp += 1
+        return S.SUCCESS, candidates[(port.next_vp - 1) % len(candidates)]
+
+    def buffers(self, port: PortModel) -> int:
+        """Buffers the port's messages hold: the queued ones (none is in transit between steps)."""
+        owner = self.lookup(port.owner)
+        if owner is None:
+            return 0
+        return sum(m.port is port for vp in owner.vps.values() for q in vp.synic.queues.values() for m in q)
+
+    def sender(self, data: st.DataObject, conn_id: int, kind: int) -> tuple[int, int, int]:
+        """(partition, VP, connection id): three times in four a connection to a *kind* port and a
+        VP of its owner, else any VP and *conn_id*."""
+        conns = self.conns_alive(kind)
+        chosen = often(data, conns, "connection")
+        if chosen is None:
+            pid, vp = data.draw(st.sampled_from(self.senders()), label="sender")
+            return pid, vp, conn_id
+        pid, conn_id = chosen
+        return pid, data.draw(st.sampled_from(sorted(self.part(pid).vps)), label="sender VP"), conn_id
+
+    @rule(data=st.data(), conn_id=st.integers(0, 3), kind=post_kinds, size=payload_sizes)
+    def post_message(self, data: st.DataObject, conn_id: int, kind: str, size: int) -> None:
+        pid, vp, conn_id = self.sender(data, conn_id, PortType.Message)
+        self.post(pid, vp, conn_id, kind, size)
+
+    def post(self, pid: int, vp_index: int, conn_id: int, kind: str, size: int) -> None:
+        caller = self.part(pid)
+        mtype = self.next_tag()
+        if kind == "none":
+            mtype = 0
+        elif kind == "reserved":
+            mtype |= MESSAGE_TYPE_HYPERVISOR
+        elif kind == "oversize":
+            size = HV_MESSAGE_PAYLOAD_SIZE + 1
+        expected, port, vp = self.expected_post(caller, conn_id, mtype, size)
+        posted = self.sim.now_ns
+        status = self.run(
+            HostApi(self.sim, caller=pid, vp=vp_index).post_message(conn_id, mtype, bytes(size))
+        )
+        assert status is expected, (status, expected)
+        if port is not None and vp is not None:
+            self.settle(posted)
+            vp.synic.queues[port.sint].append(MsgModel(mtype, size, port.id, port))
+            self.scan(vp, port.sint)
+
+    def expected_post(
+        self, caller: PartModel, conn_id: int, mtype: int, size: int
+    ) -> tuple[HvStatus, PortModel | None, VpModel | None]:
+        if not caller.privileges & PP.PostMessages:
+            return S.ACCESS_DENIED, None, None
+        if not mtype or mtype & MESSAGE_TYPE_HYPERVISOR or size > HV_MESSAGE_PAYLOAD_SIZE:
+            return S.INVALID_PARAMETER, None, None
+        status, port = self.through(caller, conn_id, PortType.Message)
+        if port is None:
+            return status, None, None
+        status, vp = self.port_vp(port, lambda syn: syn.sim_on)
+        if vp is None:
+            return status, None, None
+        if self.buffers(port) >= self.config.port_message_buffers:
+            return S.INSUFFICIENT_BUFFERS, None, None
+        return S.SUCCESS, port, vp
+
+    def conns_alive(self, kind: int | None = None) -> list[tuple[int, int]]:
+        """(owner with a VP to send from, connection id) of the connections (to *kind* ports)."""
+        return [
+            (p.pid, c.id)
+            for p in self.live()
+            if p.vps
+            for c in p.conns.values()
+            if kind is None or c.port.type == kind
+        ]
+
+    def message_conns(self) -> list[tuple[int, int]]:
+        return self.conns_alive(PortType.Message)
+
+    @precondition(lambda self: bool(self.message_conns()))
+    @rule(data=st.data(), n=st.integers(1, 20), size=payload_sizes)
+    def flood(self, data: st.DataObject, n: int, size: int) -> None:
+        """*n* posts in a row through one connection: the port's 16 buffers run out unless the
+        receiver takes messages (INSUFFICIENT_BUFFERS, conformance 7.7 114)."""
+        pid, conn_id = data.draw(st.sampled_from(self.message_conns()), label="connection")
+        vp = data.draw(st.sampled_from(sorted(self.part(pid).vps)), label="sender VP")
+        for _ in range(n):
+            self.post(pid, vp, conn_id, "ok", size)
+
+    @precondition(lambda self: bool(self.conns_alive()))
+    @rule(data=st.data(), n=st.integers(1, 12))
+    def traffic(self, data: st.DataObject, n: int) -> None:
+        """*n* steps of a conversation over the connections that exist: posts and signals through
+        them, and their receivers taking messages and flags (the same checked calls as the rules)."""
+        for _ in range(n):
+            action = data.draw(
+                st.sampled_from(["post", "post", "signal", "signal", "take", "take", "flag"]), label="action"
+            )
+            if action in ("post", "signal"):
+                kind = PortType.Message if action == "post" else PortType.Event
+                conns = self.conns_alive(kind)
+                if not conns:
+                    continue
+                pid, conn_id = data.draw(st.sampled_from(conns), label="connection")
+                vp = data.draw(st.sampled_from(sorted(self.part(pid).vps)), label="sender VP")
+                if action == "post":
+                    self.post(pid, vp, conn_id, "ok", data.draw(payload_sizes, label="size"))
+                else:
+                    self.signal(pid, vp, conn_id, data.draw(st.integers(0, 15), label="flag"))
+            else:
+                self.take(data, "flag" if action == "flag" else "message", 1, 1)
+
+    @rule(data=st.data(), conn_id=st.integers(0, 3), flag=flag_numbers)
+    def signal_event(self, data: st.DataObject, conn_id: int, flag: int) -> None:
+        pid, vp_index, conn_id = self.sender(data, conn_id, PortType.Event)
+        self.signal(pid, vp_index, conn_id, flag)
+
+    def signal(self, pid: int, vp_index: int, conn_id: int, flag: int) -> None:
+        caller = self.part(pid)
+        expected, port, vp = self.expected_signal(caller, conn_id, flag)
+        posted = self.sim.now_ns
+        status = self.run(HostApi(self.sim, caller=pid, vp=vp_index).signal_event(conn_id, flag))
+        assert status is expected, (status, expected)
+        if port is not None and vp is not None:
+            self.settle(posted)
+            vp.synic.flags[port.sint].add(port.base + flag)
+
+    def expected_signal(
+        self, caller: PartModel, conn_id: int, flag: int
+    ) -> tuple[HvStatus, PortModel | None, VpModel | None]:
+        if not caller.privileges & PP.SignalEvents:
+            return S.ACCESS_DENIED, None, None
+        status, port = self.through(caller, conn_id, PortType.Event)
+        if port is None:
+            return status, None, None
+        if flag >= port.count:
+            return S.INVALID_PARAMETER, None, None
+        sint = port.sint
+        status, vp = self.port_vp(port, lambda syn: syn.sief_on and sint in syn.unmasked)
+        if vp is None:
+            return status, None, None
+        return S.SUCCESS, port, vp
+
+    # --- direct posts and signals (no port, no transit) ------------------------------------------
+    def resolve(self, caller: PartModel, pid: int) -> PartModel | None:
+        if pid == SELF:
+            return caller
+        return self.lookup(pid)
+
+    def direct_target(self, caller: PartModel, pid: int, privilege: int) -> tuple[HvStatus, PartModel | None]:
+        """The caller itself or its child, ACTIVE, and the privilege [inferred]."""
+        if not caller.privileges & privilege:
+            return S.ACCESS_DENIED, None
+        t = self.resolve(caller, pid)
+        if t is None:
+            return S.INVALID_PARTITION_ID, None
+        if t is not caller and not caller.is_root:
+            return S.ACCESS_DENIED, None  # a child parents nothing
+        if t.state != ACTIVE:
+            return S.INVALID_PARTITION_STATE, None
+        return S.SUCCESS, t
+
+    def direct_call(
+        self, data: st.DataObject, target: tuple[int, int, int], ready: Any
+    ) -> tuple[PartModel, HostApi, tuple[int, int, int]]:
+        """The caller and the (partition, VP, SINT) it names: three times in four a VP whose SynIC
+        is *ready* and one of its unmasked SINTs, else *target*. The caller is mostly the root;
+        sometimes a child's VP, naming SELF or that partition."""
+        ready_targets = [
+            (p.pid, i, sint)
+            for p in self.live()
+            for i, vp in sorted(p.vps.items())
+            if ready(vp.synic)
+            for sint in sorted(vp.synic.unmasked)
+        ]
+        target = often(data, ready_targets, "target") or target
+        callers = self.callers()
+        if callers and data.draw(st.integers(0, 3), label="from a child") == 0:
+            child, index = data.draw(st.sampled_from(callers), label="child caller")
+            pid = data.draw(st.sampled_from([SELF, target[0]]), label="names")
+            return self.children[child], HostApi(self.sim, caller=child, vp=index), (pid, *target[1:])
+        return self.root, self.api, target
+
+    @rule(
+        data=st.data(),
+        pid=partitions,
+        index=st.integers(0, 2),
+        sint=st.sampled_from([MSG_SINT, EVENT_SINT, 1, 4, 0, HV_SYNIC_SINT_COUNT]),
+        kind=direct_kinds,
+        size=payload_sizes,
+    )
+    def post_message_direct(
+        self, data: st.DataObject, pid: int, index: int, sint: int, kind: str, size: int
+    ) -> None:
+        caller, api, (pid, index, sint) = self.direct_call(data, (pid, index, sint), lambda syn: syn.sim_on)
+        mtype = self.next_tag() | (MESSAGE_TYPE_HYPERVISOR if kind == "hypervisor" else 0)
+        if kind == "none":
+            mtype = 0
+        elif kind == "oversize":
+            size = HV_MESSAGE_PAYLOAD_SIZE + 1
+        expected, t = self.direct_target(caller, pid, PP.PostMessages)
+        vp = t.vps.get(index) if t is not None else None
+        if t is not None:
+            if sint >= HV_SYNIC_SINT_COUNT or not mtype or size > HV_MESSAGE_PAYLOAD_SIZE:
+                expected = S.INVALID_PARAMETER
+            elif vp is None:
+                expected = S.INVALID_VP_INDEX
+            elif not vp.synic.sim_on or sint not in vp.synic.unmasked:
+                expected = S.INVALID_SYNIC_STATE
+            elif sint in vp.synic.slots:
+                expected = S.OBJECT_IN_USE  # conformance 7.7 122
+        status = self.run(api.post_message_direct(pid, index, sint, mtype, bytes(size)))
+        assert status is expected, (status, expected)
+        if status is S.SUCCESS and vp is not None:
+            vp.synic.slots[sint] = (MsgModel(mtype, size, 0, None), False)
+
+    @rule(
+        data=st.data(),
+        pid=partitions,
+        index=st.integers(0, 2),
+        sint=st.sampled_from([MSG_SINT, EVENT_SINT, 1, 4, 0, HV_SYNIC_SINT_COUNT]),
+        flag=direct_flags,
+    )
+    def signal_event_direct(self, data: st.DataObject, pid: int, index: int, sint: int, flag: int) -> None:
+        caller, api, (pid, index, sint) = self.direct_call(data, (pid, index, sint), lambda syn: syn.sief_on)
+        expected, t = self.direct_target(caller, pid, PP.SignalEvents)
+        vp = t.vps.get(index) if t is not None else None
+        if vp is not None:  # often a flag already set: NewlySignaled must then be 0
+            again = often(data, sorted(vp.synic.flags.get(sint, ())), "set flag")
+            flag = flag if again is None else again
+        if t is not None:
+            if not 1 <= sint < HV_SYNIC_SINT_COUNT or flag >= HV_EVENT_FLAGS_COUNT:
+                expected = S.INVALID_PARAMETER
+            elif vp is None:
+                expected = S.INVALID_VP_INDEX
+            elif not vp.synic.sief_on or sint not in vp.synic.unmasked:
+                expected = S.INVALID_SYNIC_STATE
+        status, newly = self.run(api.signal_event_direct(pid, index, sint, flag))
+        assert status is expected, (status, expected)
+        if status is S.SUCCESS and vp is not None:
+            assert newly == (flag not in vp.synic.flags[sint])  # conformance 7.7 121
+            vp.synic.flags[sint].add(flag)
+
+    # --- the receiving guest -----------------------------------------------------------------------
+    @precondition(lambda self: bool(self.vps_alive()))
+    @rule(
+        data=st.data(),
+        what=st.sampled_from(["message", "message", "flag"]),
+        eom_anyway=st.integers(0, 7),
+        count=st.integers(1, 4),
+    )
+    def take(self, data: st.DataObject, what: str, eom_anyway: int, count: int) -> None:
+        """What a guest's SINT handler does, *count* times on one slot: copy the message out
+        (type := None) and write EOM if MessagePending was set (sometimes when it was not); or
+        test-and-clear one event flag."""
+        full = [
+            (p.pid, i, sint)
+            for p in self.live()
+            for i, vp in sorted(p.vps.items())
+            for sint in sorted(vp.synic.slots if what == "message" else vp.synic.flags)
+            if what == "message" or vp.synic.flags[sint]
+        ]
+        if full:
+            pid, index, sint = data.draw(st.sampled_from(full), label="slot")
+        else:
+            pid, index = data.draw(st.sampled_from(self.vps_alive()), label="VP")
+            sint = MSG_SINT
+        p = self.part(pid)
+        vp = p.vps[index]
+        real = self.sim.hv.partitions[pid].vps[index].synic
+        for _ in range(count):
+            if what == "flag":
+                flags = vp.synic.flags[sint]
+                flag = data.draw(
+                    st.sampled_from(sorted(flags)) if flags else st.integers(0, 63), label="flag"
+                )
+                assert real.take_flag(sint, flag) == (flag in flags)
+                flags.discard(flag)
+            else:
+                self.take_message(p, vp, real, sint, eom_anyway == 0)
+
+    def take_message(self, p: PartModel, vp: VpModel, real: Synic, sint: int, eom_anyway: bool) -> None:
+        slot = vp.synic.slots.pop(sint, None)
+        pending = False
+        if slot is None:
+            assert real.slot_type(sint) == 0  # a guest takes nothing from an empty slot
+        else:
+            message, pending = real.take_slot(sint)
+            header = MESSAGE_HEADER.unpack(message)
+            msg, expected_pending = slot
+            got = (header.message_type, header.payload_size, header.origination_id, pending)
+            assert got == (msg.type, msg.size, msg.origin, expected_pending)
+        if pending or eom_anyway:
+            status = self.run(HostApi(self.sim, caller=p.pid, vp=vp.index).write_msr(R.Eom, 0))
+            if p.privileges & PP.AccessSynicRegs:
+                assert status is S.SUCCESS
+                self.rescan(vp)  # EOM: the hypervisor rescans the queues
+            else:
+                assert status is S.ACCESS_DENIED
+
+    # --- a whole channel, as a parent wires one (the same checked calls) ---------------------------
+    @rule(
+        data=st.data(),
+        kind=port_kinds,
+        any_vp=st.booleans(),
+        port_id=port_ids,
+        conn_id=conn_ids,
+        sints=unmasked_sints,
+    )
+    def wire_channel(
+        self,
+        data: st.DataObject,
+        kind: PortType,
+        any_vp: bool,
+        port_id: int,
+        conn_id: int,
+        sints: frozenset[int],
+    ) -> None:
+        """Enable the receiver's SynIC on VP 0, create a port there and connect the sender to it
+        (the receiver and sender: the root or ACTIVE children, maybe the same; the first free ids,
+        else the drawn ones); the pools are topped up first. Swarm runs drop rules, so the sequence
+        is also one rule."""
+        live = [p.pid for p in self.live()]
+        receiver = data.draw(st.sampled_from(live), label="receiver")
+        sender = data.draw(st.sampled_from(live), label="sender")
+        port_id = next((i for i in (1, 2, 3) if i not in self.part(receiver).ports), port_id)
+        conn_id = next((i for i in (1, 2, 3) if i not in self.part(sender).conns), conn_id)
+        for pid in dict.fromkeys([receiver, sender]):
+            short = COSTS.port + COSTS.connection - self.available(self.part(pid))
+            if short > 0:
+                if pid == self.root.pid:
+                    self.deposit_self(short, by_id=True)
+                else:
+                    self.deposit(pid, short)
+        sint = MSG_SINT if kind == PortType.Message else EVENT_SINT
+        if 0 in self.part(receiver).vps:
+            self.synic(receiver, 0, "enable", MSG_SINT, sints | {sint})
+        self.create_port(receiver, port_id, kind, sint, HV_ANY_VP if any_vp else 0, (0, 64), sender, False)
+        self.connect_port(sender, conn_id, receiver, port_id, kind)
+
+    # --- guest memory: the root maps host pages it allocated into ACTIVE children -----------------
+    def hold(self, page: int) -> None:
+        self.held[page] += 1
+        self.unmapped.discard(page)
+
+    def unhold(self, page: int) -> None:
+        """One mapping of *page* fewer; the host frees it once nothing maps it (``free_unmapped``:
+        after the call, as a later element may map it again)."""
+        self.held[page] -= 1
+        if not self.held[page]:
+            del self.held[page]
+            self.unmapped.add(page)
+
+    def free_unmapped(self) -> None:
+        self.sim.free_host_pages(sorted(self.unmapped))
+        self.unmapped.clear()
+
+    def apply_map(self, t: PartModel, gpfn: int, page: int | None, flags: int) -> None:
+        """A mapping replaces whatever was mapped at *gpfn* (HYPERCALLS.md 4.16)."""
+        if page is not None:
+            self.hold(page)
+        old = t.gpa.get(gpfn)
+        t.gpa[gpfn] = (page, flags)
+        if old is None:
+            t.region_pages[gpfn // REGION] += 1
+        elif old[0] is not None:
+            self.unhold(old[0])
+
+    def apply_unmap(self, t: PartModel, gpfn: int, keep: bool) -> None:
+        """Unmapping an unmapped page is a silent success; the region's page table goes with its last
+        page unless KEEP_PRECOMMITTED (HYPERCALLS.md 4.18)."""
+        old = t.gpa.pop(gpfn, None)
+        if old is None:
+            return
+        if old[0] is not None:
+            self.unhold(old[0])
+        region = gpfn // REGION
+        t.region_pages[region] -= 1
+        if not t.region_pages[region]:
+            del t.region_pages[region]
+            if not keep:
+                t.tables.discard(region)
+
+    def gpa_target(self, pid: int) -> tuple[HvStatus | None, PartModel | None]:
+        """The partition a GPA call of the root names: its own identity map, or a child; ACTIVE."""
+        t = self.lookup(pid)
+        if t is None:
+            return S.INVALID_PARTITION_ID, None
+        if t.state != ACTIVE:
+            return S.INVALID_PARTITION_STATE, None
+        return None, t
+
+    def expected_map(self, t: PartModel, base: int, sources: list[int], flags: int) -> tuple[HvStatus, int]:
+        """MapGpaPages applied to the model element by element: the status and reps completed the call
+        must answer (HYPERCALLS.md 4.16, 1.6)."""
+        if not map_flags_ok(flags):
+            return S.INVALID_PARAMETER, 0
+        large = bool(flags & F.LARGE_PAGE)
+        pages = LARGE_PAGE_PAGES if large else 1
+        backing = flags & F.BACKING_MASK
+        pooled = set(self.all_pool_pages())
+        for i, source in enumerate(sources):
+            gpfn = base + pages * i
+            if gpfn + pages > GPA_LIMIT or (large and (gpfn % pages or source % pages)):
+                return S.INVALID_PARAMETER, i
+            if t.is_root:
+                return S.ACCESS_DENIED, i  # the root may not map its RAM anywhere but where it is
+            if not backing and not 0 <= source < HOST_PAGES:
+                return S.INVALID_PARAMETER, i  # beyond the root's GPA space
+            if not backing and source in pooled:
+                return S.OPERATION_DENIED, i  # deposited: nobody can map it
+            region = gpfn // REGION
+            if region not in t.tables:
+                if self.available(t) < COSTS.gpa_table:
+                    return S.INSUFFICIENT_MEMORY, i
+                t.tables.add(region)
+            for k in range(pages):
+                self.apply_map(t, gpfn + k, None if backing else source + k, flags & ~F.LARGE_PAGE)
+        return S.SUCCESS, len(sources)
+
+    def mapped_children(self) -> list[int]:
+        return [pid for pid in self.in_state(ACTIVE) if self.children[pid].gpa]
+
+    def map_pages(self, pid: int, base: int, sources: list[int], flags: int, allocated: list[int]) -> None:
+        """MapGpaPages from the root, checked against the model; then the host frees the pages it
+        *allocated* for the call that ended up unmapped."""
+        t = self.lookup(pid)
+        if t is not None and t.is_root and base == sources[0]:
+            base += 1  # not the identity: the root's own access rights are not modelled
+        status, t = self.gpa_target(pid)
+        reps = 0
+        if t is not None:
+            status, reps = self.expected_map(t, base, sources, flags)
+        out = self.run(self.api.map_gpa_pages(pid, base, sources, flags))
+        assert (out.status, out.reps_completed) == (status, reps), (out, status, reps)
+        self.unmapped.update(page for page in allocated if page not in self.held)
+        self.free_unmapped()
+
+    def draw_sources(
+        self, data: st.DataObject, fresh: int, shared: int, bad: str | None, flags: int
+    ) -> tuple[list[int], list[int]]:
+        """(sources, the pages allocated for them): *fresh* newly allocated host pages and *shared*
+        pages some child maps already, shuffled, one bad source inserted somewhere (a pool page:
+        OPERATION_DENIED; beyond host RAM: INVALID_PARAMETER); source 0 for pages without a host
+        page (zero page, no access)."""
+        allocated = self.host_alloc(fresh)
+        pages = list(allocated)
+        if self.held and shared:
+            pages += data.draw(st.lists(st.sampled_from(sorted(self.held)), min_size=shared, max_size=shared))
+        sources = data.draw(st.permutations(pages), label="sources") if pages else [0]
+        if bad is not None:
+            pooled = self.all_pool_pages()
+            page = HOST_PAGES + data.draw(st.integers(0, 100)) if bad == "beyond" or not pooled else pooled[0]
+            sources.insert(data.draw(st.integers(0, len(sources)), label="bad at"), page)
+        if flags & F.BACKING_MASK:
+            sources = [0] * len(sources)
+        return sources, allocated
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(
+        data=st.data(),
+        base=gpa_bases,
+        fresh=st.integers(0, 8),
+        shared=st.integers(0, 3),
+        flags=map_flags,
+        bad=bad_sources,
+    )
+    def map_gpa(
+        self, data: st.DataObject, base: int, fresh: int, shared: int, flags: int, bad: str | None
+    ) -> None:
+        """MapGpaPages into an ACTIVE child: fresh host pages and pages mapped already (shared memory:
+        into another child, or the same one at another GPA), legal and illegal rights; a mapping
+        replaces what was there."""
+        pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+        over: bool = data.draw(st.booleans(), label="over its mappings")
+        if over and self.mapped_children():
+            base = data.draw(st.sampled_from(sorted(self.children[pid].gpa) or [base]), label="mapped page")
+        sources, allocated = self.draw_sources(data, fresh, shared, bad, flags)
+        self.map_pages(pid, base, sources, flags, allocated)
+
+    @rule(data=st.data(), pid=partitions, base=gpa_bases, fresh=st.integers(0, 3), flags=map_flags)
+    def map_gpa_anywhere(self, data: st.DataObject, pid: int, base: int, fresh: int, flags: int) -> None:
+        """MapGpaPages naming any partition: the root itself (never a non-identity mapping:
+        ACCESS_DENIED), a child in any state, a deleted one, an id never allocated."""
+        sources, allocated = self.draw_sources(data, fresh, 0, None, flags)
+        self.map_pages(pid, base, sources, flags, allocated)
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(
+        data=st.data(),
+        pages=st.integers(1, 24),
+        flags=st.sampled_from([F.PERMISSIONS, F.READABLE | F.WRITABLE]),
+    )
+    def guest_ram(self, data: st.DataObject, pages: int, flags: int) -> None:
+        """What a host does for a new VM: a run of fresh host pages as its RAM at GPA 0."""
+        self.give_ram(data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child"), pages, flags)
+
+    @precondition(lambda self: bool(self.held) and bool(self.in_state(ACTIVE)))
+    @rule(data=st.data(), base=gpa_bases, pages=st.integers(1, 8), flags=map_flags)
+    def share_ram(self, data: st.DataObject, base: int, pages: int, flags: int) -> None:
+        """Shared memory (HYPERCALLS.md 4.16, conformance 88): pages some child maps already, mapped
+        into an ACTIVE child (another one, or the same one at another GPA)."""
+        pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+        held = sorted(self.held)
+        start = data.draw(st.integers(0, len(held) - 1), label="from")
+        self.map_pages(pid, base, held[start : start + pages], flags, [])
+
+    def give_ram(self, pid: int, pages: int, flags: int) -> None:
+        allocated = self.host_alloc(pages)
+        self.map_pages(pid, 0, allocated or [0], flags, allocated)
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(data=st.data(), region=st.integers(0, 2), count=st.integers(1, 2), flags=st.sampled_from(BACKINGS))
+    def map_large(self, data: st.DataObject, region: int, count: int, flags: int) -> None:
+        """2 MiB pages with no host page behind them (cheap: no 512 contiguous host pages needed); a
+        target that is not 2 MiB aligned is INVALID_PARAMETER."""
+        pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+        base = REGION * region + data.draw(st.sampled_from([0, 0, 0, 1]), label="misaligned by")
+        self.map_pages(pid, base, [0] * count, flags | F.LARGE_PAGE, [])
+
+    @precondition(lambda self: bool(self.mapped_children()))
+    @rule(data=st.data(), count=st.integers(1, 8), flags=unmap_flag_values)
+    def unmap_gpa(self, data: st.DataObject, count: int, flags: int) -> None:
+        """UnmapGpaPages of *count* pages (2 MiB pages with LARGE_PAGE) from a mapped GPA page of an
+        ACTIVE child; unmapped pages in the range are a silent success."""
+        pid = data.draw(st.sampled_from(self.mapped_children()), label="child with mappings")
+        base = data.draw(st.sampled_from(sorted(self.children[pid].gpa)), label="mapped page")
+        if flags & UNMAP_GPA_LARGE_PAGE:
+            count = min(count, 2)
+            base = base // REGION * REGION + data.draw(st.sampled_from([0, 0, 0, 1]), label="misaligned by")
+        self.unmap_pages(pid, base, count, flags)
+
+    @precondition(lambda self: bool(self.mapped_children()))
+    @rule(data=st.data(), keep=st.booleans())
+    def unmap_region(self, data: st.DataObject, keep: bool) -> None:
+        """UnmapGpaPages of a whole 2 MiB region a child maps pages in (one rep with LARGE_PAGE): its
+        page table goes back to the pool, unless KEEP_PRECOMMITTED."""
+        pid = data.draw(st.sampled_from(self.mapped_children()), label="child with mappings")
+        region = data.draw(st.sampled_from(sorted(self.children[pid].region_pages)), label="region")
+        flags = UNMAP_GPA_LARGE_PAGE | (UNMAP_GPA_KEEP_PRECOMMITTED if keep else 0)
+        self.unmap_pages(pid, region * REGION, 1, flags)
+
+    @rule(pid=partitions, base=gpa_bases, count=st.integers(1, 8), flags=unmap_flag_values)
+    def unmap_gpa_anywhere(self, pid: int, base: int, count: int, flags: int) -> None:
+        """UnmapGpaPages naming any partition (the root may not unmap its own RAM: ACCESS_DENIED)."""
+        if flags & UNMAP_GPA_LARGE_PAGE:
+            count = min(count, 2)
+        self.unmap_pages(pid, base, count, flags)
+
+    def unmap_pages(self, pid: int, base: int, count: int, flags: int) -> None:
+        status, t = self.gpa_target(pid)
+        reps = 0
+        if t is not None:
+            status, reps = self.expected_unmap(t, base, count, flags)
+        out = self.run(self.api.unmap_gpa_pages(pid, base, count, flags))
+        assert (out.status, out.reps_completed) == (status, reps), (out, status, reps)
+        self.free_unmapped()
+
+    def expected_unmap(self, t: PartModel, base: int, count: int, flags: int) -> tuple[HvStatus, int]:
+        if t.is_root:
+            return S.ACCESS_DENIED, 0  # the root may not unmap its own RAM
+        if flags & ~(UNMAP_GPA_LARGE_PAGE | UNMAP_GPA_KEEP_PRECOMMITTED):
+            return S.INVALID_PARAMETER, 0
+        step = LARGE_PAGE_PAGES if flags & UNMAP_GPA_LARGE_PAGE else 1
+        for i in range(count):
+            gpfn = base + step * i
+            if gpfn + step > GPA_LIMIT or gpfn % step:
+                return S.INVALID_PARAMETER, i
+            for k in range(step):
+                self.apply_unmap(t, gpfn + k, keep=bool(flags & UNMAP_GPA_KEEP_PRECOMMITTED))
+        return S.SUCCESS, count
+
     # --- invariants ------------------------------------------------------------------------------
+    @invariant()
+    def endpoints_and_synics_agree_with_model(self) -> None:
+        """Ports, connections, buffers in use, and every live VP's SynIC: enable bits, masks, the
+        16 SIM slots (type, size, origin, MessagePending), the SINT queues in order, the SIEF page."""
+        hv = self.sim.hv
+        assert checkers.message_buffers(hv) == []
+        for p in self.live():
+            real = hv.partitions[p.pid]
+            assert sorted(real.ports) == sorted(p.ports)
+            for port_id, port in p.ports.items():
+                rp = real.ports[port_id]
+                assert (rp.type, rp.target_sint, rp.target_vp, rp.base_flag, rp.flag_count) == (
+                    port.type,
+                    port.sint,
+                    port.vp,
+                    port.base,
+                    port.count,
+                )
+                assert (rp.connection_partition_id, rp.connection, rp.next_vp) == (
+                    port.allowed,
+                    port.connection,
+                    port.next_vp,
+                )
+                assert rp.buffers_in_use == self.buffers(port), (p.pid, port_id)
+            assert sorted(real.connections) == sorted(p.conns)
+            for conn_id, conn in p.conns.items():
+                rc = real.connections[conn_id]
+                assert (rc.port_partition_id, rc.port_id, rc.type) == (
+                    conn.port.owner,
+                    conn.port.id,
+                    conn.port.type,
+                )
+            for index, vp in p.vps.items():
+                self.check_synic(real.vps[index].regs, real.vps[index].synic, vp.synic)
+
+    @staticmethod
+    def check_synic(regs: dict[int, int], real: Synic, syn: SynicModel) -> None:
+        enabled = (regs[R.Scontrol], regs[R.Sipp], regs[R.Sifp])
+        assert tuple(bool(v & SYNIC_ENABLE) for v in enabled) == (syn.scontrol, syn.simp, syn.siefp)
+        assert {s for s in range(HV_SYNIC_SINT_COUNT) if not regs[R.Sint0 + s] & SINT_MASKED} == syn.unmasked
+        for sint in range(HV_SYNIC_SINT_COUNT):
+            header = MESSAGE_HEADER.unpack(real.sim, sint * HV_MESSAGE_SIZE)
+            slot = syn.slots.get(sint)
+            if slot is None:
+                assert header.message_type == 0, sint
+            else:
+                msg, pending = slot
+                flags = HV_MESSAGE_FLAG_PENDING if pending else 0
+                assert (header.message_type, header.payload_size, header.origination_id, header.flags) == (
+                    msg.type,
+                    msg.size,
+                    msg.origin,
+                    flags,
+                ), sint
+            queued = [int.from_bytes(m.data[:4], "little") for m in real.queues[sint]]
+            assert queued == [m.type for m in syn.queues.get(sint, ())], sint
+        sief = bytearray(HV_PAGE_SIZE)
+        for sint, flags_set in syn.flags.items():
+            for flag in flags_set:
+                sief[sint * HV_EVENT_FLAGS_BYTES + flag // 8] |= 1 << (flag % 8)
+        assert real.sief == sief
+
+    @invariant()
+    def gpa_maps_agree_with_model(self) -> None:
+        """Every child's GPA map (host page and flags per GPA page) and page-table regions are the
+        model's; the mapping checker passes; each host page is mapped as often as the model says; and
+        a mapped host page cannot be deposited (OPERATION_DENIED, HYPERCALLS.md 6.2)."""
+        hv = self.sim.hv
+        assert checkers.gpa_mappings(hv) == []
+        for pid in self.order:
+            p, real = self.children[pid], hv.partitions[pid]
+            assert {gpfn: (m.spa, m.flags & U32) for gpfn, m in real.gpa.items()} == p.gpa, pid
+            assert set(real.gpa_regions) == p.tables, pid
+        mapped = hv.memory.mapped
+        assert [mapped[page] for page in self.held] == list(self.held.values())
+        assert hv.memory.mapped_total == sum(self.held.values())
+        if self.held:
+            out = self.run(self.api.deposit(SELF, [min(self.held)]))
+            assert (out.status, out.reps_completed) == (S.OPERATION_DENIED, 0)
+
     @invariant()
     def state_checkers_pass(self) -> None:
         assert checkers.check_state(self.sim.hv) == []
@@ -780,25 +1968,43 @@ class HypervisorMachine(RuleBasedStateMachine):
     def log_transitions_are_legal(self) -> None:
         """``state_transitions`` over the whole log (decoded incrementally: only new lines each step),
         and the log's last word on each partition agrees with the model."""
-        log = self.sim.log
-        new = log.lines[self.log_pos :]
-        self.log_pos = len(log.lines)
-        self.state_records += [r for r in map(_loads, new) if r["event"] == "partition.state"]
+        self.decode_log()
         assert checkers.state_transitions(self.state_records) == []
         last = {r["partition"]: r["new"] for r in self.state_records}
         assert last == {pid: (None if p.state == DELETED else p.state) for pid, p in self.children.items()}
 
+    def decode_log(self) -> None:
+        """Decode the log lines written since the last call; keep the records the checkers read."""
+        log = self.sim.log
+        new = [_loads(line) for line in log.lines[self.log_pos :]]
+        self.log_pos = len(log.lines)
+        self.state_records += [r for r in new if r["event"] == "partition.state"]
+        self.message_records += [
+            r
+            for r in new
+            if r["event"].startswith("message.")
+            or (r["event"] == "hypercall" and r["call"] in checkers.POSTING_CALLS)
+        ]
+
+    @invariant()
+    def messages_are_accounted_for(self) -> None:
+        """``message_accounting`` over the records it reads, kept incrementally (the full log is
+        decoded once, at teardown)."""
+        self.decode_log()
+        assert checkers.message_accounting(self.message_records, self.sim.hv) == []
+
     @invariant()
     def host_memory_balances(self) -> None:
         """Host-owned pages + pages in all pools == host RAM; the host allocator holds exactly the
-        pages that are in no pool (the test keeps none outstanding between steps)."""
+        pages that are in no pool, but for the guest memory it mapped (the test keeps no other page
+        outstanding between steps)."""
         hv = self.sim.hv
         mem = hv.memory
         in_pools = sum(p.pool.total for p in hv.partitions.values())
         assert mem.owner.count(HOST) + in_pools == mem.pages == HOST_PAGES
         modelled = len(self.root.pages) + sum(len(p.pages) for p in self.children.values())
         assert in_pools == modelled
-        assert mem.host_free == HOST_PAGES - modelled
+        assert mem.host_free == HOST_PAGES - modelled - len(self.held)
 
     @invariant()
     def model_agrees_with_get_memory_balance(self) -> None:
