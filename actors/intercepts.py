@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from hvsim.actors.cpuid import cpuid_model
 from hvsim.actors.hvdef import (
     ACCESS_EXECUTE,
     ACCESS_READ,
@@ -96,21 +97,6 @@ class AccessOutcome(NamedTuple):
     value: int = 0
     #: For a fault: the exception (vector, error code, parameter such as CR2).
     exception: tuple[int, int, int] | None = None
-
-
-def cpuid_model(leaf: int, subleaf: int) -> tuple[int, int, int, int]:
-    """EAX, EBX, ECX, EDX a VP sees without intercepts: a generic x64 CPU with the hypervisor
-    leaves of Hyper-V ("Microsoft Hv", interface "Hv#1")."""
-    del subleaf
-    if leaf == 0:
-        return 0xD, 0x756E_6547, 0x6C65_746E, 0x4965_6E69  # "GenuineIntel"
-    if leaf == 1:
-        return 0x000A_0671, 0x0000_0800, 0x8000_0000 | 0x1 | 0x200 | 0x80_0000, 0x078B_FBFF
-    if leaf == 0x4000_0000:
-        return 0x4000_000A, 0x7263_694D, 0x666F_736F, 0x7648_2074  # "Microsoft Hv"
-    if leaf == 0x4000_0001:
-        return 0x3123_7648, 0, 0, 0  # "Hv#1"
-    return 0, 0, 0, 0
 
 
 class InterceptCalls(HvState):
@@ -239,7 +225,11 @@ class InterceptCalls(HvState):
 
     def _cpuid(self, p: Partition, vp: Vp, a: GuestAccess) -> AccessOutcome:
         result, registered = self.registered_cpuid(
-            p, vp.index, a.address, a.subleaf, cpuid_model(a.address, a.subleaf)
+            p,
+            vp.index,
+            a.address,
+            a.subleaf,
+            cpuid_model(a.address, a.subleaf, p.disabled_processor_features[0]),
         )
         hit = p.intercepts.get((int(IT.X64Cpuid), a.address), 0) & INTERCEPT_EXECUTE
         if registered or not (hit or p.intercepts.get((int(IT.X64GlobalCpuid), 0), 0)):

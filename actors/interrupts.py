@@ -14,6 +14,7 @@ empties it, and the flush hypercalls empty it on the VPs they name (counted in `
 
 from __future__ import annotations
 
+from hvsim.actors.cpuid import cpuid_model
 from hvsim.actors.hvdef import (
     ASSERT_VIRTUAL_INTERRUPT_INPUT,
     CPUID_QUERY,
@@ -33,7 +34,6 @@ from hvsim.actors.hvdef import (
     RegisterName,
 )
 from hvsim.actors.hypercall import Call
-from hvsim.actors.intercepts import cpuid_model
 from hvsim.actors.model import Partition, PartitionState, Vp
 from hvsim.actors.state import OK, HvState
 
@@ -203,7 +203,7 @@ class InterruptCalls(HvState):
         i = call.rep_start
         while i < call.rep_limit:
             query = CPUID_QUERY.unpack(data, base + CPUID_QUERY.size * i)
-            result = cpuid_model(query.eax, query.ecx)
+            result = cpuid_model(query.eax, query.ecx, target.disabled_processor_features[0])
             if hdr.flags & APPLY_REGISTERED_VALUES:
                 result, _ = self.registered_cpuid(target, hdr.vp_index, query.eax, query.ecx, result)
             eax, ebx, ecx, edx = result

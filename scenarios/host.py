@@ -72,6 +72,8 @@ class PartitionSpec:
     initial_pages: int = 256
     privileges: int = GUEST_PRIVILEGES
     flags: int = int(CreationFlags.EXO_PARTITION | CreationFlags.INTERCEPT_MESSAGE_PAGE_ENABLED)
+    #: CreatePartition's DisabledProcessorFeatures banks (their CPUID bits are cleared).
+    disabled_features: tuple[int, int] = (0, 0)
     #: Regular (non-early) properties, set after InitializePartition.
     properties: dict[int, int] = field(default_factory=dict)
     #: Program per VP index; default: the seeded guest OS of hvsim.scenarios.workload.
@@ -169,7 +171,9 @@ class ReferenceHost:
     def boot(self, spec: PartitionSpec) -> Gen[int]:
         api, start = self.api, self.sim.now_ns
         status, pid = yield from self.with_memory(
-            lambda: api.create_partition(flags=spec.flags), HV_PARTITION_ID_SELF, "CreatePartition"
+            lambda: api.create_partition(flags=spec.flags, disabled_features=spec.disabled_features),
+            HV_PARTITION_ID_SELF,
+            "CreatePartition",
         )
         self.expect(status, "CreatePartition")
         self.managed[pid] = spec
