@@ -192,7 +192,7 @@ class GpaCalls(HvState):
             if status is not OK:
                 break
             i += 1
-        return self._gpa_done(call, i, target, status)
+        return self.rep_finished(call, i, target, status)
 
     def map_sparse_gpa_pages(self, call: Call) -> HvStatus:
         hdr = SPARSE_GPA_HEADER.unpack(call.input)
@@ -214,7 +214,7 @@ class GpaCalls(HvState):
             if status is not OK:
                 break
             i += 1
-        return self._gpa_done(call, i, target, status)
+        return self.rep_finished(call, i, target, status)
 
     def unmap_gpa_pages(self, call: Call) -> HvStatus:
         hdr = UNMAP_GPA_PAGES_HEADER.unpack(call.input)
@@ -238,7 +238,7 @@ class GpaCalls(HvState):
             for k in range(step):
                 self._unmap(target, gpfn + k, keep)
             i += 1
-        return self._gpa_done(call, i, target, status)
+        return self.rep_finished(call, i, target, status)
 
     def modify_sparse_gpa_pages(self, call: Call) -> HvStatus:
         hdr = SPARSE_GPA_HEADER.unpack(call.input)
@@ -268,13 +268,7 @@ class GpaCalls(HvState):
             target.gpa[gpfn] = GpaMapping(old.spa, new)
             i += 1
         self.memory.version += 1
-        return self._gpa_done(call, i, target, status)
-
-    def _gpa_done(self, call: Call, done: int, target: Partition, status: HvStatus) -> HvStatus:
-        call.reps_done = done
-        if done > call.rep_start:
-            self.pool_changed(target)
-        return status
+        return self.rep_finished(call, i, target, status)
 
 
 def _state_update(flags: int, request: int) -> int:

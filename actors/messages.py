@@ -122,7 +122,7 @@ class MessageCalls(HvState):
 
     def post_message_direct(self, call: Call) -> HvStatus:
         inp = POST_MESSAGE_DIRECT_INPUT.unpack(call.input)
-        status, target = self._direct_target(call.caller, inp.partition_id, POST_MESSAGES)
+        status, target = self.self_or_child(call.caller, inp.partition_id, POST_MESSAGES)
         if target is None:
             return status
         header = MESSAGE_HEADER.unpack(inp.message)
@@ -146,7 +146,7 @@ class MessageCalls(HvState):
 
     def signal_event_direct(self, call: Call) -> HvStatus:
         inp = SIGNAL_EVENT_DIRECT_INPUT.unpack(call.input)
-        status, target = self._direct_target(call.caller, inp.partition_id, SIGNAL_EVENTS)
+        status, target = self.self_or_child(call.caller, inp.partition_id, SIGNAL_EVENTS)
         if target is None:
             return status
         if inp.vtl or not 1 <= inp.sint < HV_SYNIC_SINT_COUNT or inp.flag_number >= HV_EVENT_FLAGS_COUNT:
@@ -253,21 +253,6 @@ class MessageCalls(HvState):
             return S.INVALID_SYNIC_STATE, None
         port.next_vp += 1
         return OK, ready[(port.next_vp - 1) % len(ready)]
-
-    def _direct_target(
-        self, caller: Partition, partition_id: int, privilege: int
-    ) -> tuple[HvStatus, Partition | None]:
-        """Direct posts and signals: the caller itself or its child, with the privilege [inferred]."""
-        if not caller.privileges & privilege:
-            return S.ACCESS_DENIED, None
-        target = self.resolve(caller, partition_id)
-        if target is None:
-            return S.INVALID_PARTITION_ID, None
-        if target is not caller and target.parent_id != caller.id:
-            return S.ACCESS_DENIED, None
-        if target.state is not PartitionState.ACTIVE:
-            return S.INVALID_PARTITION_STATE, None
-        return OK, target
 
     def _ring(self, p: Partition, vp_index: int, conn: Connection) -> None:
         owner = self.partitions.get(conn.port_partition_id)
@@ -379,6 +364,10 @@ class MessageCalls(HvState):
     def _deliver(self, p: Partition, vp: Vp, msg: Message) -> None:
         vp.synic.write_slot(msg.sint, msg.data)
         self._finish(msg)
+        self._log_delivered(p, vp, msg)
+        self._interrupt(p, vp, msg.sint)
+
+    def _log_delivered(self, p: Partition, vp: Vp, msg: Message, **extra: object) -> None:
         self.log.emit(
             "message.delivered",
             id=msg.id,
@@ -388,24 +377,13 @@ class MessageCalls(HvState):
             dst_partition=p.id,
             dst_vp=vp.index,
             sint=msg.sint,
+            **extra,
         )
-        self._interrupt(p, vp, msg.sint)
 
     def _set_flag(self, p: Partition, vp: Vp, msg: Message) -> bool:
         newly = vp.synic.set_flag(msg.sint, msg.flag)
         self._finish(msg)
-        self.log.emit(
-            "message.delivered",
-            id=msg.id,
-            port=msg.port.id if msg.port is not None else None,
-            src_partition=msg.src_partition,
-            src_vp=msg.src_vp,
-            dst_partition=p.id,
-            dst_vp=vp.index,
-            sint=msg.sint,
-            flag=msg.flag,
-            newly=newly,
-        )
+        self._log_delivered(p, vp, msg, flag=msg.flag, newly=newly)
         if newly:
             self._interrupt(p, vp, msg.sint)
         return newly

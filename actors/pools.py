@@ -41,13 +41,6 @@ class PoolCalls(HvState):
             return None
         return mapping.spa
 
-    def _rep_finished(self, call: Call, done: int, target: Partition, status: HvStatus) -> HvStatus:
-        """Record absolute reps completed; log the pool once per call, not once per page."""
-        call.reps_done = done
-        if done > call.rep_start:
-            self.pool_changed(target)
-        return status
-
     def deposit_memory(self, call: Call) -> HvStatus:
         pid = PARTITION_ID_INPUT.unpack(call.input).partition_id
         status, target = self.pool_target(call.caller, pid)
@@ -72,7 +65,7 @@ class PoolCalls(HvState):
                 self.unmap_for_deposit(call.caller, gpfn)
             memory.give_to_pool(page, pool)
             i += 1
-        return self._rep_finished(call, i, target, status)
+        return self.rep_finished(call, i, target, status)
 
     def _pool_with_proximity(self, call: Call) -> tuple[HvStatus, Partition | None]:
         """The header WithdrawMemory and GetMemoryBalance share: partition id and proximity info."""
@@ -103,7 +96,7 @@ class PoolCalls(HvState):
                 page = gpfn
             _U64.pack_into(out, GPA_PAGE_NUMBER_SIZE * i, page)
             i += 1
-        return self._rep_finished(call, i, target, status)
+        return self.rep_finished(call, i, target, status)
 
     def get_memory_balance(self, call: Call) -> HvStatus:
         status, target = self._pool_with_proximity(call)

@@ -36,24 +36,9 @@ CONNECT_PORT = int(PartitionPrivilege.ConnectPort)
 
 
 class PortCalls(HvState):
-    def _endpoint_owner(
-        self, caller: Partition, partition_id: int, privilege: int
-    ) -> tuple[HvStatus, Partition | None]:
-        """The partition a port or connection belongs to: the caller itself or its child."""
-        if not caller.privileges & privilege:
-            return S.ACCESS_DENIED, None
-        owner = self.resolve(caller, partition_id)
-        if owner is None:
-            return S.INVALID_PARTITION_ID, None
-        if owner is not caller and owner.parent_id != caller.id:
-            return S.ACCESS_DENIED, None
-        if owner.state is not PartitionState.ACTIVE:
-            return S.INVALID_PARTITION_STATE, None
-        return OK, owner
-
     def create_port(self, call: Call) -> HvStatus:
         inp = CREATE_PORT_INPUT.unpack(call.input)
-        status, owner = self._endpoint_owner(call.caller, inp.port_partition_id, CREATE_PORT)
+        status, owner = self.self_or_child(call.caller, inp.port_partition_id, CREATE_PORT)
         if owner is None:
             return status
         allowed = inp.connection_partition_id
@@ -101,7 +86,7 @@ class PortCalls(HvState):
 
     def delete_port(self, call: Call) -> HvStatus:
         inp = PORT_ID_INPUT.unpack(call.input)
-        status, owner = self._endpoint_owner(call.caller, inp.partition_id, CREATE_PORT)
+        status, owner = self.self_or_child(call.caller, inp.partition_id, CREATE_PORT)
         if owner is None:
             return status
         if inp.flags:
@@ -115,7 +100,7 @@ class PortCalls(HvState):
 
     def connect_port(self, call: Call) -> HvStatus:
         inp = CONNECT_PORT_INPUT.unpack(call.input)
-        status, owner = self._endpoint_owner(call.caller, inp.connection_partition_id, CONNECT_PORT)
+        status, owner = self.self_or_child(call.caller, inp.connection_partition_id, CONNECT_PORT)
         if owner is None:
             return status
         target = self.resolve(call.caller, inp.port_partition_id)
@@ -172,7 +157,7 @@ class PortCalls(HvState):
 
     def disconnect_port(self, call: Call) -> HvStatus:
         inp = PORT_ID_INPUT.unpack(call.input)
-        status, owner = self._endpoint_owner(call.caller, inp.partition_id, CONNECT_PORT)
+        status, owner = self.self_or_child(call.caller, inp.partition_id, CONNECT_PORT)
         if owner is None:
             return status
         if inp.flags & ~1:  # bit 0: IsDoorbell (Linux)

@@ -154,6 +154,22 @@ class HvState:
             return S.INVALID_PARTITION_STATE, None
         return OK, target
 
+    def self_or_child(
+        self, caller: Partition, partition_id: int, privilege: int
+    ) -> tuple[HvStatus, Partition | None]:
+        """A call on the caller itself or its ACTIVE child, needing *privilege* (ports, connections,
+        direct posts and signals)."""
+        if not caller.privileges & privilege:
+            return S.ACCESS_DENIED, None
+        target = self.resolve(caller, partition_id)
+        if target is None:
+            return S.INVALID_PARTITION_ID, None
+        if target is not caller and target.parent_id != caller.id:
+            return S.ACCESS_DENIED, None
+        if target.state is not PartitionState.ACTIVE:
+            return S.INVALID_PARTITION_STATE, None
+        return OK, target
+
     def pool_target(self, caller: Partition, partition_id: int) -> tuple[HvStatus, Partition | None]:
         """Deposit/Withdraw/GetMemoryBalance: AccessMemoryPool and (parent, or the root on itself)."""
         if not caller.privileges & ACCESS_MEMORY_POOL:
@@ -176,6 +192,13 @@ class HvState:
     def charge(self, p: Partition, key: str, pages: int) -> bool:
         """Charge *pages* of *p*'s pool to structure *key*; False (no change) if short or refused."""
         return self.may_charge(p, key, pages) and p.pool.charge(key, pages)
+
+    def rep_finished(self, call: Any, done: int, target: Partition, status: HvStatus) -> HvStatus:
+        """Record a rep call's absolute reps completed; log the pool once per call, not per rep."""
+        call.reps_done = done
+        if done > call.rep_start:
+            self.pool_changed(target)
+        return status
 
     # --- recorded state changes -----------------------------------------------------------------
     def set_state(self, p: Partition, new: PartitionState) -> None:
