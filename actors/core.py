@@ -220,14 +220,15 @@ class Hypervisor(
 
     def hypercall(self, req: HypercallRequest) -> HypercallResult:
         caller = self.partitions.get(req.caller)
-        if caller is None or req.vp not in caller.vps:
+        vp = caller.vps.get(req.vp) if caller is not None else None
+        if caller is None or vp is None:
             # The VP was deleted (or its partition finalized) in the very instant its guest
             # executed the hypercall instruction: no guest is left to see a result.
             self.log.emit("hypercall.orphaned", caller=req.caller, vp=req.vp, code=req.control & 0xFFFF)
             status = HvStatus.INVALID_VP_INDEX
             return HypercallResult(make_result(status), status, 0, b"", 0)
         code = req.control & 0xFFFF
-        caller.vps[req.vp].hypercalls += 1
+        vp.hypercalls += 1
         fault = None
         if self.interposer is not None:
             ctl = req.control

@@ -34,11 +34,6 @@ class RunLater:
     fn: Callable[[], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Rescan:
-    """Retry SynIC delivery everywhere (a fault that held message slots busy has ended)."""
-
-
 class HypervisorActor(SimActor):
     """Owns the :class:`Hypervisor` model. A hypercall is handled when its request arrives and
     answered after the call's simulated service time (a :class:`Deferred` reply), so calls from
@@ -79,8 +74,6 @@ class HypervisorActor(SimActor):
             return [vp.regs.get(name, 0) for name in message.names]
         elif kind is InterruptAck:
             self.hv.interrupt_acknowledged(message.partition_id, message.vp)
-        elif kind is Rescan:
-            self.hv.rescan_all()
         else:
             return super().on_receive(message)
         return None

@@ -49,6 +49,7 @@ from hvsim.actors.hypercall import Call
 from hvsim.actors.model import Partition, PartitionState, Vp
 from hvsim.actors.state import OK, HvState
 from hvsim.actors.synic import Kind, Message
+from hvsim.actors.synic import overlay as synic_overlay
 from hvsim.actors.translate import Walk
 
 S = HvStatus
@@ -263,7 +264,7 @@ class InterceptCalls(HvState):
         if a.write and self.guest_doorbell_write(p.id, vp.index, gpa, a.value, a.size):
             return AccessOutcome("done")
         page, offset = gpa >> 12, gpa & 0xFFF
-        overlay = self._overlay(vp, page)
+        overlay = synic_overlay(vp.regs, vp.synic, page)
         if overlay is not None:
             return self._ram(overlay, offset, a)
         mapping = p.gpa.get(page)
@@ -280,15 +281,6 @@ class InterceptCalls(HvState):
             self.memory.write(mapping.spa, offset, a.value.to_bytes(a.size, "little"))
             return AccessOutcome("done")
         return AccessOutcome("done", int.from_bytes(self.memory.read(mapping.spa, offset, a.size), "little"))
-
-    @staticmethod
-    def _overlay(vp: Vp, page: int) -> bytearray | None:
-        """The VP's SIM or SIEF page when *page* is where the guest placed it."""
-        for reg, data in ((R.Sipp, vp.synic.sim), (R.Sifp, vp.synic.sief)):
-            value = vp.regs[reg]
-            if value & 1 and value >> 12 == page:
-                return data
-        return None
 
     @staticmethod
     def _ram(data: bytearray, offset: int, a: GuestAccess) -> AccessOutcome:

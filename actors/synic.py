@@ -140,6 +140,14 @@ class Synic:
         return [i * 8 + b for i, byte in enumerate(area) if byte for b in range(8) if byte >> b & 1]
 
 
+def overlay(regs: dict[int, int], synic: Synic, gpa_page: int) -> bytearray | None:
+    """The VP's SIM or SIEF page if *gpa_page* is where its SIMP / SIEFP register places it."""
+    for reg, page in ((_SIMP, synic.sim), (_SIEFP, synic.sief)):
+        if regs[reg] & SYNIC_ENABLE and regs[reg] >> 12 == gpa_page:
+            return page
+    return None
+
+
 # --- register views (the values live in the VP's register file) ------------------------------------
 def synic_enabled(regs: dict[int, int]) -> bool:
     return bool(regs[_SCONTROL] & SYNIC_ENABLE)

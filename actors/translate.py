@@ -30,6 +30,7 @@ from hvsim.actors.hvdef import (
 from hvsim.actors.hypercall import Call
 from hvsim.actors.model import Partition, PartitionState, Vp
 from hvsim.actors.state import OK, HvState
+from hvsim.actors.synic import overlay
 
 S = HvStatus
 R = RegisterName
@@ -112,7 +113,7 @@ class TranslateCalls(HvState):
                 return self._gpa_access(p, vp, gva_page, flags)
             mapping = p.gpa.get(gva_page)
             uncached = mapping is not None and bool(mapping.flags & F.NOT_CACHED)
-            return Walk(RC.Success, gva_page, self._is_overlay(vp, gva_page), uncached)
+            return Walk(RC.Success, gva_page, overlay(vp.regs, vp.synic, gva_page) is not None, uncached)
         if efer & EFER_LMA:
             levels, table = LONG_MODE, regs[R.Cr3] & 0x000F_FFFF_FFFF_F000
             if gva >> 47 not in (0, (1 << 17) - 1):
@@ -214,14 +215,9 @@ class TranslateCalls(HvState):
         smap = cr4 & CR4_SMAP and flags & T.ENFORCE_SMAP and not flags & T.OVERRIDE_SMAP
         return bool(smap and not user_access and user and flags & (T.VALIDATE_READ | T.VALIDATE_WRITE))
 
-    @staticmethod
-    def _is_overlay(vp: Vp, gpa_page: int) -> bool:
-        """Whether *gpa_page* is where this VP's SynIC message or event-flag page is overlaid."""
-        return any(vp.regs[reg] & 1 and vp.regs[reg] >> 12 == gpa_page for reg in (R.Sipp, R.Sifp))
-
     def _gpa_access(self, p: Partition, vp: Vp, gpa_page: int, flags: int) -> Walk:
         """The final GPA: an overlay page of this VP, or a mapping with the access asked for."""
-        if self._is_overlay(vp, gpa_page):
+        if overlay(vp.regs, vp.synic, gpa_page) is not None:
             return Walk(RC.Success, gpa_page, overlay=True)
         mapping = p.gpa.get(gpa_page)
         if mapping is None or (mapping.spa is None and mapping.flags & F.BACKING_MASK == F.NO_ACCESS):

@@ -347,9 +347,13 @@ def message_accounting(records: list[dict[str, Any]], hv: Hypervisor) -> list[Vi
     out = []
     open_ids: dict[int, dict[str, Any]] = {}
     kinds: dict[str, int] = {}
+    succeeded: dict[str, int] = {}  # posting call -> SUCCESS records, counted in the same pass
     for rec in records:
         event = rec["event"]
-        if event == "message.posted":
+        if event == "hypercall":
+            if rec["status"] == "SUCCESS" and rec["call"] in POSTING_CALLS:
+                succeeded[rec["call"]] = succeeded.get(rec["call"], 0) + 1
+        elif event == "message.posted":
             open_ids[rec["id"]] = rec
             if "copy_of" not in rec:
                 kinds[rec["kind"]] = kinds.get(rec["kind"], 0) + 1
@@ -374,9 +378,8 @@ def message_accounting(records: list[dict[str, Any]], hv: Hypervisor) -> list[Vi
                 {"log": sorted(open_ids)[:20], "hypervisor": sorted(hv.undelivered)[:20]},
             )
         )
-    counts = message_counts(records, hv)["attempts"]
     for call, kind in POSTING_CALLS.items():
-        ok = counts.get(call, {}).get("SUCCESS", 0)
+        ok = succeeded.get(call, 0)
         if ok != kinds.get(kind, 0):
             out.append(
                 Violation(

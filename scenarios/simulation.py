@@ -211,11 +211,6 @@ class Simulation:
                 return actor
         return None
 
-    def tell_hypervisor(self, message: object) -> None:
-        """Send the hypervisor actor a message that is not a hypercall (e.g. ``Rescan``)."""
-        with self.runtime.active():
-            self.hv_ref.tell(message)
-
     def vp_actors(self) -> list[VpActor]:
         """The live VP actors (inspection for checkers)."""
         return [a for a in self.runtime.actors if isinstance(a, VpActor) and not a.actor_stopped.is_set()]
