@@ -164,6 +164,10 @@ class HvConfig:
     #: checked (result codes 4-7, as for any translation: the default), or the translation always
     #: succeeds (the legacy reference's wording, False).
     paging_off_checks_gpa_access: bool = True
+    #: A flush naming a VP whose TLB is locked (TlbLocked, set by TranslateVirtualAddress with
+    #: TLB_FLUSH_INHIBIT) suspends the flushing VP until the parent clears the lock, then the call
+    #: is re-issued (the TLFS rule, the default); False flushes at once, ignoring locks.
+    flush_waits_for_tlb_lock: bool = True
     #: MapSparseGpaPages onto a mapped page: replace it (legacy reference, the default) or refuse
     #: it OBJECT_IN_USE (the current TLFS asks for the page to be unmapped first).
     sparse_map_requires_unmapped: bool = False

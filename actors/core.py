@@ -228,7 +228,6 @@ class Hypervisor(
             status = HvStatus.INVALID_VP_INDEX
             return HypercallResult(make_result(status), status, 0, b"", 0)
         code = req.control & 0xFFFF
-        vp.hypercalls += 1
         fault = None
         if self.interposer is not None:
             ctl = req.control
@@ -236,6 +235,9 @@ class Hypervisor(
                 req.caller, req.vp, code, (ctl >> 48) & 0xFFF, (ctl >> 32) & 0xFFF
             )
         res = dispatch(self.table, self.config, caller, self.gpa_limit(caller.id), req, fault)
+        if res.reissue:
+            return res  # the VP was suspended instead; its call completes when re-issued
+        vp.hypercalls += 1
         key = (code, int(res.status))
         self.call_counts[key] = self.call_counts.get(key, 0) + 1
         if self.log.enabled:

@@ -1243,6 +1243,8 @@ ASSERT_VIRTUAL_INTERRUPT_INPUT = Layout(AssertVirtualInterruptInput, "<QQQIBBH",
 
 
 # --- TLB flushes, HYPERCALLS.md 4.27-4.28 ---------------------------------------------------------
+#: HvRegisterInterceptSuspend bit 1, TlbLocked: flushes of this VP's TLB wait until it clears.
+INTERCEPT_SUSPEND_TLB_LOCKED = 0x2
 FLUSH_ALL_PROCESSORS = 0x1
 FLUSH_ALL_VIRTUAL_ADDRESS_SPACES = 0x2
 FLUSH_NON_GLOBAL_MAPPINGS_ONLY = 0x4

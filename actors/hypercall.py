@@ -63,6 +63,9 @@ class HypercallResult(NamedTuple):
     reps_completed: int
     output: bytes
     cost_ns: int
+    #: The caller's VP was suspended instead of completing the call; it re-issues the same call
+    #: when it runs again (a flush held by a locked TLB). The guest never sees this result.
+    reissue: bool = False
 
 
 class Call:
@@ -73,6 +76,7 @@ class Call:
         "code",
         "input",
         "output",
+        "reissue",
         "rep_count",
         "rep_limit",
         "rep_start",
@@ -105,6 +109,8 @@ class Call:
         #: Absolute reps completed; a rep handler sets it before returning.
         self.reps_done = rep_start
         self.var_bytes = var_bytes
+        #: Set by a handler that suspended the calling VP instead of completing (see HypercallResult).
+        self.reissue = False
 
 
 Handler = Callable[["Call"], HvStatus]
@@ -201,4 +207,4 @@ def dispatch(
     status = row.handler(call)
     reps = call.reps_done if d.rep else 0
     cost_ns = cost.base_ns + cost.per_rep_ns * max(0, reps - rep_start) + extra_ns
-    return HypercallResult(make_result(status, reps), status, reps, bytes(call.output), cost_ns)
+    return HypercallResult(make_result(status, reps), status, reps, bytes(call.output), cost_ns, call.reissue)

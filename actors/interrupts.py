@@ -10,6 +10,8 @@ ACKNOWLEDGED until ClearVirtualInterrupt.
 
 Each VP has a translation cache that its guest GVA accesses fill and use; writing CR0, CR3 or CR4
 empties it, and the flush hypercalls empty it on the VPs they name (counted in ``Vp.tlb_flushes``).
+A flush naming a VP whose TLB is locked suspends the flushing VP until the parent clears the lock;
+its VP actor then re-issues the call (``HypercallResult.reissue``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hvsim.actors.hvdef import (
     FLUSH_VIRTUAL_ADDRESS_INPUT,
     GET_VP_CPUID_VALUES_HEADER,
     HV_INTERRUPT_VECTOR_NONE,
+    INTERCEPT_SUSPEND_TLB_LOCKED,
     INTERRUPT_CONTROL_RESERVED,
     INTERRUPT_LEVEL,
     INTERRUPT_LOGICAL,
@@ -147,6 +150,8 @@ class InterruptCalls(HvState):
     # --- TLB flushes --------------------------------------------------------------------------------
     def flush_virtual_address_space(self, call: Call) -> HvStatus:
         status, vps = self._flush_targets(call, list_call=False)
+        if call.reissue:
+            return OK
         for vp in vps:
             vp.tlb.clear()
             vp.tlb_flushes += 1
@@ -154,8 +159,8 @@ class InterruptCalls(HvState):
 
     def flush_virtual_address_list(self, call: Call) -> HvStatus:
         status, vps = self._flush_targets(call, list_call=True)
-        if status is not OK:
-            return status
+        if status is not OK or call.reissue:
+            return status  # held by a TLB lock: no rep done, the VP re-issues the whole call
         data, base = call.input, 24 + call.var_bytes
         i = call.rep_start
         while i < call.rep_limit:
@@ -187,7 +192,26 @@ class InterruptCalls(HvState):
             for i, vp in sorted(call.caller.vps.items())
             if flags & FLUSH_ALL_PROCESSORS or inp.processor_mask >> i & 1
         ]
+        if self.config.flush_waits_for_tlb_lock:
+            self._wait_for_tlb_locks(call, vps)
         return OK, vps
+
+    def _wait_for_tlb_locks(self, call: Call, vps: list[Vp]) -> None:
+        """If a VP the flush names has its TLB locked (TlbLocked in InterceptSuspend), suspend the
+        caller's VP until every such lock clears, then it re-issues the call (HYPERCALLS.md 4.27,
+        5.9). A VP's lock on its own TLB does not hold its own flush [inferred: it would never end]."""
+        locked = tuple(
+            vp.index
+            for vp in vps
+            if vp.intercept_suspend & INTERCEPT_SUSPEND_TLB_LOCKED and vp.index != call.vp
+        )
+        caller_vp = call.caller.vps.get(call.vp)
+        if not locked or caller_vp is None:
+            return
+        caller_vp.flush_wait = locked
+        call.reissue = True
+        self.log.emit("tlb.flush_held", partition=call.caller.id, vp=call.vp, locked=list(locked))
+        self.update_run_state(call.caller, caller_vp)
 
     # --- CPUID -------------------------------------------------------------------------------------
     def get_vp_cpuid_values(self, call: Call) -> HvStatus:

@@ -63,6 +63,9 @@ class Vp:
     #: filled by the guest's GVA accesses.
     tlb: dict[int, tuple[int, bool]] = field(default_factory=dict)
     tlb_flushes: int = 0
+    #: The VPs whose locked TLB (TlbLocked) holds this VP's flush hypercall: it is suspended until
+    #: every lock is gone, then re-issues the call.
+    flush_wait: tuple[int, ...] = ()
     #: Counters for statistics pages: hypercalls issued, intercepts taken, messages delivered to it.
     hypercalls: int = 0
     intercepts: int = 0
@@ -80,6 +83,7 @@ class Vp:
             and not (self.explicit_suspend & 1)
             and not (self.intercept_suspend & 1)
             and not (self.dispatch_suspend & 1)
+            and not self.flush_wait
         )
 
 

@@ -13,6 +13,7 @@ from hvsim.actors.config import HvConfig
 from hvsim.actors.hvdef import (
     ALL_PRIVILEGES,
     HV_PARTITION_ID_SELF,
+    INTERCEPT_SUSPEND_TLB_LOCKED,
     PROXIMITY_DOMAIN_MAX,
     PROXIMITY_INFO_VALID,
     PROXIMITY_RESERVED_MASK,
@@ -227,6 +228,19 @@ class HvState:
         self.log.emit("vp.state", partition=p.id, vp=vp.index, runnable=runnable)
         self.effects.vp_run_state(p, vp)
 
+    def release_flush_waiters(self, p: Partition) -> None:
+        """A TLB lock in *p* cleared (or its VP went): flushers no longer held by any lock run again,
+        and re-issue their flush."""
+        for vp in p.vps.values():
+            if vp.flush_wait:
+                vp.flush_wait = tuple(
+                    i
+                    for i in vp.flush_wait
+                    if i in p.vps and p.vps[i].intercept_suspend & INTERCEPT_SUSPEND_TLB_LOCKED
+                )
+                if not vp.flush_wait:
+                    self.update_run_state(p, vp)
+
     def vp_runtime_ns(self, vp: Vp) -> int:
         extra = self.clock() - vp.run_since_ns if vp.run_since_ns is not None else 0
         return vp.runtime_ns + extra
@@ -304,4 +318,5 @@ class HvState:
             self.update_run_state(p, vp)
         del p.vps[vp.index]
         p.pool.release(f"vp:{vp.index}")
+        self.release_flush_waiters(p)
         self.effects.vp_deleted(p, vp)

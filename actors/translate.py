@@ -17,6 +17,7 @@ from typing import NamedTuple
 from hvsim.actors.hvdef import (
     CACHE_TYPE_UNCACHED,
     CACHE_TYPE_WRITEBACK,
+    INTERCEPT_SUSPEND_TLB_LOCKED,
     TRANSLATE_RESULT_OVERLAY,
     TRANSLATE_VA_EX_OUTPUT,
     TRANSLATE_VA_INPUT,
@@ -43,8 +44,6 @@ CR4_PSE, CR4_PAE, CR4_SMEP, CR4_SMAP = 1 << 4, 1 << 5, 1 << 20, 1 << 21
 EFER_LMA, EFER_NXE = 1 << 10, 1 << 11
 PTE_P, PTE_RW, PTE_US, PTE_A, PTE_D, PTE_PS = 1, 2, 4, 1 << 5, 1 << 6, 1 << 7
 PTE_XD = 1 << 63
-#: TlbLocked, bit 1 of HvRegisterInterceptSuspend: remote TLB flushes wait until it clears.
-TLB_LOCKED = 2
 
 
 class Level(NamedTuple):
@@ -95,7 +94,7 @@ class TranslateCalls(HvState):
         if walk.overlay:
             result |= TRANSLATE_RESULT_OVERLAY
         if walk.code is RC.Success and flags & T.TLB_FLUSH_INHIBIT:
-            vp.intercept_suspend |= TLB_LOCKED
+            vp.intercept_suspend |= INTERCEPT_SUSPEND_TLB_LOCKED
         if ex:
             call.output[:56] = TRANSLATE_VA_EX_OUTPUT.pack((result, 0, bytes(32), walk.gpa_page))
         else:

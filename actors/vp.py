@@ -292,7 +292,12 @@ class VpActor(SimActor):
         backoff = op.retry_ns
         while True:
             req = HypercallRequest(self.partition_id, self.index, op.control, op.input)
-            self.last_result = result = yield ask(self.hypervisor, req)
+            result = yield ask(self.hypervisor, req)
+            if result.reissue:  # suspended (a flush held by a TLB lock): run again, then re-issue
+                if not (yield from self._gate()):
+                    return
+                continue
+            self.last_result = result
             self.hypercalls += 1
             if result.status:
                 self.failed_calls += 1

@@ -16,6 +16,7 @@ from hvsim.actors.hvdef import (
     HV_VP_INDEX_SELF,
     INITIAL_VP_CONTEXT,
     INPUT_VTL_RESERVED_MASK,
+    INTERCEPT_SUSPEND_TLB_LOCKED,
     REGISTER_ASSOC,
     REGISTER_NAME_SIZE,
     START_VIRTUAL_PROCESSOR_HEADER,
@@ -171,7 +172,10 @@ class VpCalls(HvState):
         elif name == R.InterceptSuspend:
             if value & ~vp.intercept_suspend:
                 return bad  # only the hypervisor sets intercept-suspend bits
+            unlocked = vp.intercept_suspend & ~value & INTERCEPT_SUSPEND_TLB_LOCKED
             vp.intercept_suspend = value
+            if unlocked:
+                self.release_flush_waiters(p)
         elif name == R.DispatchSuspend:
             vp.dispatch_suspend = value
         elif name == R.GuestOsId:

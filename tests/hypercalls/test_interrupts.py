@@ -7,7 +7,9 @@ G = an unrelated partition). Delivery is judged on what the child's VPs see: the
 (``VpActor.apic_pending`` / ``apic_taken`` / ``nmis``) and, for booted children, what a guest program
 executing ``WaitInterrupt`` takes. The flush tests give a booted child RAM and 4-level page tables
 (GVA pages 5-8 -> GPA pages 9-12); the guest reads through its translation cache, and a guest that
-changed a page-table entry keeps the old translation until the flush.
+changed a page-table entry keeps the old translation until the flush. TranslateVirtualAddress with
+TLB_FLUSH_INHIBIT locks a VP's TLB (TlbLocked); a guest flush naming it suspends the flushing VP
+until the parent clears the lock, then completes (``flush_waits_for_tlb_lock = False`` ignores locks).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from hvsim.actors.hvdef import (
     PartitionIdInput,
     RegisterInterceptResultHeader,
     RegisterName,
+    TranslateGvaFlags,
     control,
 )
 from hvsim.actors.hypercall import HypercallResult
@@ -66,7 +69,7 @@ from hvsim.actors.workload import (
 from hvsim.scenarios.host import PartitionSpec, ReferenceHost
 
 if TYPE_CHECKING:
-    from conftest import World  # for annotations only: pytest loads conftest itself
+    from conftest import MakeWorld, World  # for annotations only: pytest loads conftest itself
 
 C = HypercallCode
 S = HvStatus
@@ -827,3 +830,150 @@ def test_apply_registered_values_overlays_a_registered_result(world: World, chil
     register_cpuid(world, child, HV_ANY_VP, leaf, (0x9, 0, 0, 0), (0xF, 0, 0, 0))
     assert cpuid_results(cpuid_values(world, child, 1, [(leaf, 0)], flags=0x2))[0][0] == (model[0] & ~0xF) | 9
     assert cpuid_results(cpuid_values(world, child, 0, [(leaf, 0)], flags=0x3))[0][0] == 0x1234_5678
+
+
+# --- TlbLocked: flushes held by a locked TLB (4.20, 4.27-4.28, 5.9) ------------------------------------
+LOCKED, SUSPENDED = 0x2, 0x1  # InterceptSuspend bits
+
+
+def flush_call(mask: int = 0, *, everyone: bool = True) -> Hypercall:
+    flags = ALL_SPACES | (ALL_CPUS if everyone else 0)
+    return Hypercall(
+        control(C.FlushVirtualAddressSpace),
+        FLUSH_VIRTUAL_ADDRESS_INPUT.pack(FlushVirtualAddressInput(0, flags, mask)),
+    )
+
+
+def _paged_two_vp_guest(host: ReferenceHost, pid: int) -> Generator[Any, Any, None]:
+    yield from host.deposit(pid, 8)  # two VPs used the initial pages: the mapping needs one more
+    yield from paged_guest(host, pid)
+
+
+def boot_two(w: World, *ops: Op) -> int:
+    return boot(w, guest(*ops), vps=2, prepare=_paged_two_vp_guest)
+
+
+def lock_tlb(w: World, pid: int, vp: int) -> None:
+    status, result, _ = w.run(
+        w.api.translate(pid, vp, 5, TranslateGvaFlags.VALIDATE_READ | TranslateGvaFlags.TLB_FLUSH_INHIBIT)
+    )
+    assert status is S.SUCCESS and result & 0xFFFF_FFFF == 0  # translated: the lock is taken
+    assert intercept_suspend(w, pid, vp) & LOCKED
+
+
+def intercept_suspend(w: World, pid: int, vp: int) -> int:
+    status, values = w.run(w.api.get_registers(pid, vp, [R.InterceptSuspend]))
+    assert status is S.SUCCESS
+    return values[0]
+
+
+def unlock(w: World, pid: int, vp: int) -> None:
+    value = intercept_suspend(w, pid, vp) & ~LOCKED
+    out = w.run(w.api.set_registers(pid, vp, {R.InterceptSuspend: value}))
+    assert out.status is S.SUCCESS
+
+
+def test_a_flush_naming_a_locked_vp_waits_for_the_parent_to_unlock_it(world: World) -> None:
+    pid = boot_two(world, read(5), WaitInterrupt(STEP), flush_call(), read(5))
+    settle(world)
+    vps = world.sim.hv.partitions[pid].vps
+    lock_tlb(world, pid, 1)
+    world.api.write_guest(pid, PT + 8 * 5, _pte(13).to_bytes(8, "little"))
+    step(world, pid)  # VP 0 flushes: held by VP 1's lock
+    a = actor(world, pid)
+    assert vps[0].flush_wait == (1,) and not vps[0].runnable
+    assert (vps[0].tlb_flushes, vps[1].tlb_flushes) == (0, 0)
+    assert a.values == [_data(9)] and a.hypercalls == 0  # the guest is still inside its call
+    held = [e for e in world.sim.log.records() if e["event"] == "tlb.flush_held"]
+    assert [(e["partition"], e["vp"], e["locked"]) for e in held] == [(pid, 0, [1])]
+
+    unlock(world, pid, 1)
+    settle(world)
+    assert vps[0].flush_wait == () and vps[0].runnable
+    assert (vps[0].tlb_flushes, vps[1].tlb_flushes) == (1, 1)  # the re-issued call flushed both
+    assert a.last_result is not None and a.last_result.status is S.SUCCESS
+    assert a.hypercalls == 1 and vps[0].hypercalls == 1  # one call as the guest and the stats see it
+    assert a.values == [_data(9), _data(13)]  # the flush took: the new translation is read
+
+
+def test_clearing_only_the_suspended_bit_keeps_the_flush_held(world: World) -> None:
+    pid = boot_two(world, WaitInterrupt(STEP), flush_call())
+    settle(world)
+    lock_tlb(world, pid, 1)
+    step(world, pid)
+    vps = world.sim.hv.partitions[pid].vps
+    assert vps[0].flush_wait == (1,)
+    out = world.run(world.api.set_registers(pid, 1, {R.InterceptSuspend: LOCKED}))  # bit 0 clear already
+    assert out.status is S.SUCCESS
+    settle(world)
+    assert vps[0].flush_wait == (1,) and vps[0].tlb_flushes == 0
+
+
+def test_a_flush_naming_only_unlocked_vps_is_not_held(world: World) -> None:
+    pid = boot_two(world, WaitInterrupt(STEP), flush_call(0b1, everyone=False), read(5))
+    settle(world)
+    lock_tlb(world, pid, 1)
+    step(world, pid)
+    vps = world.sim.hv.partitions[pid].vps
+    assert vps[0].flush_wait == () and vps[0].tlb_flushes == 1 and vps[1].tlb_flushes == 0
+
+
+def test_a_vps_own_lock_does_not_hold_its_own_flush(world: World) -> None:
+    pid = boot_two(world, WaitInterrupt(STEP), flush_call(0b1, everyone=False))
+    settle(world)
+    lock_tlb(world, pid, 0)
+    step(world, pid)
+    vps = world.sim.hv.partitions[pid].vps
+    assert vps[0].flush_wait == () and vps[0].tlb_flushes == 1
+    assert intercept_suspend(world, pid, 0) & LOCKED  # the lock itself stays until the parent clears it
+
+
+def test_deleting_the_locked_vp_releases_the_flush(world: World) -> None:
+    pid = boot_two(world, WaitInterrupt(STEP), flush_call())
+    settle(world)
+    lock_tlb(world, pid, 1)
+    step(world, pid)
+    vps = world.sim.hv.partitions[pid].vps
+    assert vps[0].flush_wait == (1,)
+    assert world.run(world.api.delete_vp(pid, 1)) is S.SUCCESS
+    settle(world)
+    assert vps[0].flush_wait == () and vps[0].tlb_flushes == 1
+    assert actor(world, pid).last_result is not None
+
+
+def test_the_list_call_is_held_too_and_completes_every_rep(world: World) -> None:
+    entries = [5 << 12, 6 << 12 | 1]
+    data = FLUSH_VIRTUAL_ADDRESS_INPUT.pack(FlushVirtualAddressInput(0, ALL_SPACES | ALL_CPUS, 0))
+    data += b"".join(e.to_bytes(8, "little") for e in entries)
+    flush = Hypercall(control(C.FlushVirtualAddressList, rep_count=len(entries)), data)
+    pid = boot_two(world, WaitInterrupt(STEP), flush)
+    settle(world)
+    lock_tlb(world, pid, 1)
+    step(world, pid)
+    a = actor(world, pid)
+    assert a.last_result is None
+    unlock(world, pid, 1)
+    settle(world)
+    assert a.last_result is not None
+    assert (a.last_result.status, a.last_result.reps_completed) == (S.SUCCESS, 2)
+
+
+def test_the_caller_sees_no_result_while_held(world: World) -> None:
+    """From the ABI: the held call returns to no one; the VP is suspended and re-executes it."""
+    pid = boot_two(world, WaitInterrupt(STEP))
+    settle(world)
+    lock_tlb(world, pid, 1)
+    data = FLUSH_VIRTUAL_ADDRESS_INPUT.pack(FlushVirtualAddressInput(0, ALL_SPACES | ALL_CPUS, 0))
+    res = world.call(control(C.FlushVirtualAddressSpace), data, caller=pid, vp=0)
+    assert res.reissue and res.status is S.SUCCESS
+    assert world.sim.hv.partitions[pid].vps[0].flush_wait == (1,)
+
+
+def test_locks_can_be_ignored_by_configuration(make_world: MakeWorld) -> None:
+    w = make_world(flush_waits_for_tlb_lock=False)
+    pid = boot_two(w, WaitInterrupt(STEP), flush_call())
+    settle(w)
+    lock_tlb(w, pid, 1)
+    step(w, pid)
+    vps = w.sim.hv.partitions[pid].vps
+    assert vps[0].flush_wait == () and (vps[0].tlb_flushes, vps[1].tlb_flushes) == (1, 1)
