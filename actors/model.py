@@ -68,6 +68,8 @@ class Vp:
     flush_wait: tuple[int, ...] = ()
     #: Counters for statistics pages: hypercalls issued, intercepts taken, messages delivered to it.
     hypercalls: int = 0
+    #: Hypercalls issued, by call code (the statistics pages' per-code counters).
+    calls_by_code: dict[int, int] = field(default_factory=dict)
     intercepts: int = 0
     messages_received: int = 0
     #: The last intercept message this VP caused (its intercept-message state page).

@@ -1,10 +1,13 @@
 """Statistics and VP state pages: MapStatsPage2, UnmapStatsPage, MapVpStatePage, UnmapVpStatePage
 (HYPERCALLS.md 4.29-4.32, 5.10-5.11).
 
-A mapped page is an overlay the caller reads. Its contents are live: :meth:`StatsPageCalls.read_stats`
-and :meth:`StatsPageCalls.read_vp_state` compute them at the moment they are read. The statistics
-page is an array of u64 counters at the indices ``STATS_COUNTERS`` lists (the TLFS does not publish
-the hypervisor's own counter indices, so these are hvsim's).
+A mapped page is an overlay the caller reads. Its contents are live: :meth:`StatsPageCalls.read_stats`,
+:meth:`StatsPageCalls.read_call_counts`, :meth:`StatsPageCalls.read_stats_page` and
+:meth:`StatsPageCalls.read_vp_state` compute them at the moment they are read. The statistics page is
+an array of 512 u64 counters (the TLFS does not publish the hypervisor's own counter indices, so
+these are hvsim's): the named counters of ``STATS_COUNTERS`` from index 0, and from index
+``CALL_COUNTER_BASE`` one counter per hypercall code (index = base + code) for the hypervisor, an LP
+(its root VP), a partition (the sum over its VPs) or a VP.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ STATS_COUNTERS: dict[ST, tuple[str, ...]] = {
     ),
     ST.Vp: ("run_time_ns", "hypercalls", "intercepts", "messages_received", "tlb_flushes", "runnable"),
 }  # fmt: skip
+#: u64 index of the counter of hypercall code 0; codes up to 0x1BF fit in the 4 KiB page.
+CALL_COUNTER_BASE = 64
+STATS_PAGE_COUNTERS = 4096 // 8
 #: Where the hypervisor places a VP state page when the caller does not choose (GPA page numbers).
 STATE_PAGE_AREA = 0xF_F000_0000 >> 12
 
@@ -151,6 +157,36 @@ class StatsPageCalls(HvState):
                 int(vp.runnable),
             )  # fmt: skip
         return dict(zip(STATS_COUNTERS[kind], values, strict=True))
+
+    def read_call_counts(self, caller_id: int, key: tuple[int, ...]) -> dict[int, int]:
+        """Hypercalls by code (only codes called) on a mapped statistics page, as they are now."""
+        caller = self.partitions[caller_id]
+        caller.stats_pages[key]
+        kind = ST(key[0])
+        counts: dict[int, int] = {}
+        if kind is ST.Hypervisor:
+            for (code, _status), n in self.call_counts.items():
+                counts[code] = counts.get(code, 0) + n
+        elif kind is ST.LogicalProcessor:
+            vp = self.root.vps.get(key[1])
+            counts = dict(vp.calls_by_code) if vp is not None else {}
+        elif kind is ST.Partition:
+            for vp in self.partitions[key[1]].vps.values():
+                for code, n in vp.calls_by_code.items():
+                    counts[code] = counts.get(code, 0) + n
+        else:
+            counts = dict(self.partitions[key[1]].vps[key[2]].calls_by_code)
+        return dict(sorted(counts.items()))
+
+    def read_stats_page(self, caller_id: int, key: tuple[int, ...]) -> bytes:
+        """The 4 KiB statistics page as the caller's overlay holds it now (layout: module docstring)."""
+        counters = [0] * STATS_PAGE_COUNTERS
+        for i, value in enumerate(self.read_stats(caller_id, key).values()):
+            counters[i] = value
+        for code, n in self.read_call_counts(caller_id, key).items():
+            if CALL_COUNTER_BASE + code < STATS_PAGE_COUNTERS:
+                counters[CALL_COUNTER_BASE + code] = n
+        return b"".join((v & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little") for v in counters)
 
     # --- VP state pages -----------------------------------------------------------------------------
     def map_vp_state_page(self, call: Call) -> HvStatus:

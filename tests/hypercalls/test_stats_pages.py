@@ -44,7 +44,7 @@ from hvsim.actors.hvdef import (
     VpStatePageType,
     control,
 )
-from hvsim.actors.statspages import STATS_COUNTERS
+from hvsim.actors.statspages import CALL_COUNTER_BASE, STATS_COUNTERS
 from hvsim.actors.workload import Compute, Halt, Hypercall, IoPort, Program
 from hvsim.scenarios.host import PartitionSpec, ReferenceHost
 
@@ -462,6 +462,66 @@ def test_vp_and_partition_counters_are_live_as_the_guest_runs(world: World) -> N
     settle(world, 500_000)
     assert third["runnable"] == 0
     assert stats(world, vp_key) == third
+
+
+def test_hypercalls_are_counted_by_code_on_every_kind_of_page(world: World) -> None:
+    program = Program(
+        setup=(Hypercall(control(C.GetPartitionId)),) * 3
+        + (Hypercall(control(C.FlushVirtualAddressSpace), FLUSH),) * 2
+        + (Hypercall(control(0x1FE)),),  # no such call: counted under its code all the same
+        loop=(Halt(),),
+        name="counted",
+    )
+    pid = world.run(ReferenceHost(world.sim).boot(PartitionSpec(vps=2, program=lambda _i: program)))
+    settle(world)
+    for kind, identity in (
+        (ST.Vp, vp_identity(pid, 0)), (ST.Vp, vp_identity(pid, 1)), (ST.Partition, partition_identity(pid)),
+        (ST.Hypervisor, hv_identity()), (ST.LogicalProcessor, lp_identity(1)),
+    ):  # fmt: skip
+        assert map_stats(world, kind, identity) is S.SUCCESS
+    hv = world.sim.hv
+    vp0 = hv.read_call_counts(world.root, (ST.Vp, pid, 0, 0))
+    assert vp0 == {C.FlushVirtualAddressSpace: 2, C.GetPartitionId: 3, 0x1FE: 1}
+    assert list(vp0) == sorted(vp0)
+    assert hv.read_call_counts(world.root, (ST.Vp, pid, 1, 0)) == {}  # the AP never ran
+    assert hv.read_call_counts(world.root, (ST.Partition, pid, 0)) == vp0
+    assert sum(vp0.values()) == stats(world, (ST.Vp, pid, 0, 0))["hypercalls"]
+    # The hypervisor counts every caller's calls; the LP page, its root VP's.
+    everything = hv.read_call_counts(world.root, (ST.Hypervisor, 0, 0))
+    assert everything[C.GetPartitionId] >= 3 and everything[C.CreatePartition] >= 1
+    assert sum(everything.values()) == stats(world, (ST.Hypervisor, 0, 0))["hypercalls"]
+    lp = hv.read_call_counts(world.root, (ST.LogicalProcessor, 1, 0))
+    for _ in range(2):
+        world.call(control(C.GetPartitionId), vp=1)
+    after = hv.read_call_counts(world.root, (ST.LogicalProcessor, 1, 0))
+    assert after[C.GetPartitionId] == lp.get(C.GetPartitionId, 0) + 2
+
+
+def test_the_raw_statistics_page_holds_the_counters_at_their_indices(world: World) -> None:
+    program = Program(setup=(Hypercall(control(C.GetPartitionId)),) * 4, loop=(Halt(),), name="four")
+    pid = world.run(ReferenceHost(world.sim).boot(PartitionSpec(vps=1, program=lambda _i: program)))
+    settle(world)
+    key = (ST.Vp, pid, 0, 0)
+    assert map_stats(world, ST.Vp, vp_identity(pid, 0)) is S.SUCCESS
+    page = world.sim.hv.read_stats_page(world.root, key)
+    assert len(page) == 4096
+    u64 = [int.from_bytes(page[8 * i : 8 * i + 8], "little") for i in range(512)]
+    named = stats(world, key)
+    assert u64[: len(named)] == list(named.values())
+    assert u64[CALL_COUNTER_BASE + C.GetPartitionId] == 4
+    others = [i for i, v in enumerate(u64) if v and i >= len(named)]
+    assert others == [CALL_COUNTER_BASE + C.GetPartitionId]
+    world.run(world.api.set_registers(pid, 0, {R.Rax: 1}))  # the root's call is not the VP's
+    assert world.sim.hv.read_stats_page(world.root, key)[8 * (CALL_COUNTER_BASE + C.GetPartitionId) :][
+        :8
+    ] == ((4).to_bytes(8, "little"))
+
+
+def test_reading_an_unmapped_statistics_page_is_an_error(world: World) -> None:
+    with pytest.raises(KeyError):
+        world.sim.hv.read_call_counts(world.root, (ST.Hypervisor, 0, 0))
+    with pytest.raises(KeyError):
+        world.sim.hv.read_stats_page(world.root, (ST.Hypervisor, 0, 0))
 
 
 def test_message_and_intercept_counters(world: World) -> None:
