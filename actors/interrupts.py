@@ -4,7 +4,8 @@
 Interrupts go to a per-VP virtual APIC in the VP actor (``ApicInterrupt``), which guest programs
 observe with ``WaitInterrupt``. The destination is an APIC ID (physical; 0xFF broadcasts) or a
 logical bit mask of APIC IDs; lowest-priority delivery picks the lowest VP index of the set. INIT
-puts an AP back to wait-for-SIPI, SIPI starts a waiting AP at vector << 12. ExtInt always targets VP
+resets a VP: its guest program starts over (the VP actor), an AP waits for SIPI and VP 0 runs again
+from the reset vector; SIPI starts a waiting AP at vector << 12. ExtInt always targets VP
 0 and latches: once VP 0 has acknowledged it (taken it while running), a new ExtInt answers
 ACKNOWLEDGED until ClearVirtualInterrupt.
 
@@ -38,6 +39,7 @@ from hvsim.actors.hvdef import (
 )
 from hvsim.actors.hypercall import Call
 from hvsim.actors.model import Partition, PartitionState, Vp
+from hvsim.actors.registers import SPECS
 from hvsim.actors.state import OK, HvState
 
 S = HvStatus
@@ -137,8 +139,14 @@ class InterruptCalls(HvState):
             if level and kind in (IT.Fixed, IT.LowestPriority):
                 self.effects.apic_interrupt(p, vp, vector, kind)
             return
-        if kind is IT.Init and vp.index != 0:
-            vp.started = False  # wait-for-SIPI
+        if kind is IT.Init:
+            # The VP resets: an AP waits for SIPI, VP 0 restarts at the reset vector [inferred: the
+            # BSP never waits for SIPI]; a flush it was held in is abandoned with its program.
+            vp.flush_wait = ()
+            if vp.index == 0:
+                vp.regs[R.Rip], vp.regs[R.Cs] = SPECS[R.Rip].reset, SPECS[R.Cs].reset
+            else:
+                vp.started = False
             self.update_run_state(p, vp)
         elif kind is IT.Sipi and not vp.started:
             vp.started = True

@@ -121,6 +121,8 @@ class VpActor(SimActor):
         self._extint_unacked = False
         self._extint_vector: int | None = None
         self.last_message = b""
+        #: INITs taken (each restarts the program).
+        self.inits = 0
         self._irq: simpy.Event | None = None
         #: Host code on this VP waiting for its next interrupt (see :meth:`next_interrupt`).
         self._irq_waiters: list[simpy.Event] = []
@@ -176,7 +178,9 @@ class VpActor(SimActor):
 
     def _apic(self, message: ApicInterrupt) -> None:
         kind, vector = message.kind, message.vector
-        if kind == NMI:
+        if kind == INIT:
+            self._reset_program()
+        elif kind == NMI:
             self.nmis += 1
         elif kind == EXTINT:
             # A new ExtInt replaces one not yet taken; vector NONE withdraws it.
@@ -196,6 +200,20 @@ class VpActor(SimActor):
             self.apic_pending.append(vector)
         self.interrupts += 1
         self._wake_irq()
+
+    def _reset_program(self) -> None:
+        """INIT: the processor resets, so its program is abandoned wherever it was (mid-op, halted or
+        waiting) and starts again from its setup ops when the VP next runs: at once for VP 0, after a
+        SIPI for an AP. Pending interrupts are dropped, as INIT clears the local APIC."""
+        old, self._process = self._process, None
+        if old is not None and old.is_alive and old is not self.env.active_process:
+            old.interrupt("INIT")
+        self.inits += 1
+        self.halted = self.waiting = False
+        self.apic_pending.clear()
+        self._extint_vector = None
+        if self.runnable and self.crash_code is None:
+            self._process = self.env.process(self._execute())
 
     def _wait_interrupt(self, op: WaitInterrupt) -> Generator[simpy.Event, Any, None]:
         def ready() -> bool:
@@ -309,6 +327,12 @@ class VpActor(SimActor):
                 return
 
     def _execute(self) -> Generator[simpy.Event, Any, None]:
+        try:
+            yield from self._run_program()
+        except simpy.Interrupt:
+            return  # INIT: a new run of the program has taken over
+
+    def _run_program(self) -> Generator[simpy.Event, Any, None]:
         ops = self.program.setup
         while not self.actor_stopped.is_set():
             for op in ops:
@@ -369,7 +393,7 @@ class VpActor(SimActor):
         self.halted = True
 
 
-FIXED, LOWEST_PRIORITY, NMI, EXTINT = 0, 1, 4, 7  # HV_INTERRUPT_TYPE
+FIXED, LOWEST_PRIORITY, NMI, INIT, EXTINT = 0, 1, 4, 5, 7  # HV_INTERRUPT_TYPE
 VECTOR_NONE = 0xFFFF_FFFF
 ACCESS_OPS = frozenset({IoPort, Msr, Cpuid, ReadMemory, WriteMemory})
 R_RAX, R_RDX = int(R.Rax), int(R.Rdx)

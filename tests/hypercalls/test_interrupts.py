@@ -57,6 +57,7 @@ from hvsim.actors.hvdef import (
 from hvsim.actors.hypercall import HypercallResult
 from hvsim.actors.vp import VpActor
 from hvsim.actors.workload import (
+    Compute,
     Cpuid,
     Halt,
     Hypercall,
@@ -419,6 +420,69 @@ def test_an_ap_started_by_sipi_runs_its_program(world: World) -> None:
     assert assert_irq(world, pid, IT.Sipi, 0x08, 1) is S.SUCCESS
     settle(world)
     assert actor(world, pid, 1).apic_taken == [0x77] and actor(world, pid, 1).halted
+
+
+def _ap_program(*ops: Op) -> Callable[[int], Program]:
+    return lambda i: guest() if i == 0 else guest(*ops)
+
+
+def test_init_abandons_an_aps_program_and_the_next_sipi_runs_it_from_the_start(world: World) -> None:
+    pid = boot(world, _ap_program(Hypercall(control(C.GetPartitionId)), WaitInterrupt(0x77)), vps=2)
+    ap = actor(world, pid, 1)
+    assert assert_irq(world, pid, IT.Sipi, 0x08, 1) is S.SUCCESS
+    settle(world)
+    assert (ap.hypercalls, ap.waiting) == (1, True)  # first run: called, now waiting for 0x77
+    assert assert_irq(world, pid, IT.Init, 0, 1) is S.SUCCESS
+    settle(world)
+    assert (ap.hypercalls, ap.waiting, ap.inits) == (1, False, 1)
+    assert _ap_state(world, pid) == (False, STARTUP_SUSPEND)
+    assert assert_irq(world, pid, IT.Fixed, 0x77, 1) is S.SUCCESS  # pending; the AP is not running
+    assert assert_irq(world, pid, IT.Sipi, 0x09, 1) is S.SUCCESS
+    settle(world)
+    assert ap.hypercalls == 2  # the program ran again from its first op
+    assert ap.apic_taken == [0x77] and ap.halted
+
+
+def test_init_restarts_a_halted_ap_and_one_in_the_middle_of_an_op(world: World) -> None:
+    pid = boot(world, _ap_program(Compute(1_000_000), Hypercall(control(C.GetPartitionId))), vps=2)
+    ap = actor(world, pid, 1)
+    assert assert_irq(world, pid, IT.Sipi, 0x08, 1) is S.SUCCESS
+    settle(world, 500_000)  # half-way through the compute
+    assert assert_irq(world, pid, IT.Init, 0, 1) is S.SUCCESS
+    settle(world, 2_000_000)
+    assert (ap.hypercalls, ap.halted) == (0, False)  # the interrupted run never made its call
+    assert assert_irq(world, pid, IT.Sipi, 0x08, 1) is S.SUCCESS
+    settle(world, 2_000_000)
+    assert (ap.hypercalls, ap.halted) == (1, True)
+    assert assert_irq(world, pid, IT.Init, 0, 1) is S.SUCCESS  # halted: INIT wakes it into wait-for-SIPI
+    assert assert_irq(world, pid, IT.Sipi, 0x08, 1) is S.SUCCESS
+    settle(world, 2_000_000)
+    assert (ap.hypercalls, ap.halted, ap.inits) == (2, True, 2)
+
+
+def test_init_clears_the_aps_pending_interrupts(world: World) -> None:
+    pid = boot(world, _ap_program(WaitInterrupt(0x77)), vps=2)
+    assert assert_irq(world, pid, IT.Sipi, 0x08, 1) is S.SUCCESS
+    assert assert_irq(world, pid, IT.Fixed, 0x55, 1) is S.SUCCESS
+    assert pending(world, pid, (1,)) == [[0x55]]
+    assert assert_irq(world, pid, IT.Init, 0, 1) is S.SUCCESS
+    assert pending(world, pid, (1,)) == [[]]
+
+
+def test_init_on_vp_0_restarts_its_program_at_once_from_the_reset_vector(world: World) -> None:
+    pid = boot(world, guest(Hypercall(control(C.GetPartitionId)), WaitInterrupt(STEP)), vps=2)
+    settle(world)
+    bsp = actor(world, pid, 0)
+    assert bsp.hypercalls == 1
+    set_regs(world, pid, 0, {R.Rip: 0x1234})
+    assert assert_irq(world, pid, IT.Init, 0, 0) is S.SUCCESS
+    settle(world)
+    assert (bsp.hypercalls, bsp.inits, bsp.waiting) == (2, 1, True)
+    assert world.sim.hv.partitions[pid].vps[0].runnable  # VP 0 does not wait for SIPI
+    assert world.register(pid, 0, R.Rip) == 0xFFF0
+    cs = SEGMENT.unpack(world.register(pid, 0, R.Cs).to_bytes(16, "little"))
+    assert (cs.base, cs.selector) == (0xFFFF_0000, 0xF000)
+    assert _ap_state(world, pid) == (False, STARTUP_SUSPEND)  # the AP was not touched
 
 
 def test_sipi_with_vector_none_does_not_start_an_ap(world: World) -> None:
