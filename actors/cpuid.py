@@ -1,71 +1,357 @@
 """The CPUID a partition's VPs see without intercepts (HYPERCALLS.md 4.15): a generic x64 processor
 with Hyper-V's hypervisor leaves, minus the features the partition was created without.
 
-CreatePartition's DisabledProcessorFeatures (HV_PARTITION_PROCESSOR_FEATURES, bank 0) clears the
-CPUID bits of the features it names; ``DISABLEABLE`` lists the bits this model maps (feature bit ->
-leaf, register, CPUID bit).
+The processor is an Intel server core of the Sapphire Rapids generation (family 6, model 0x8F):
+AVX-512 with FP16 and BF16, AMX, CET, XSAVEC/XSAVES/XFD; it reports leaves 0, 1, 6, 7 (subleaves
+0-2), 0xD (XSAVE: subleaves 0, 1 and one per state component), 0x8000_0001 and 0x8000_0007, and
+the hypervisor leaves 0x4000_0000-1. Leaves 7 and 0xD read their subleaf (ECX); the others ignore it.
+
+CreatePartition's properties name the features a partition is created without, and each mapped
+feature's CPUID bit is cleared (feature bit -> ``CpuidBit(leaf, subleaf, register, bit)``):
+
+* ``DISABLEABLE``: DisabledProcessorFeatures bank 0 (HV_PARTITION_PROCESSOR_FEATURES, 30 bits).
+* ``DISABLEABLE_BANK1``: bank 1 (17 bits): the features with a CPUID bit the processor sets.
+* ``XSAVE_DISABLEABLE``: DisabledProcessorXsaveFeatures (HV_PARTITION_PROCESSOR_XSAVE_FEATURES,
+  bit 0 xsave, 1 xsaveopt, 2 avx, ... as in Linux's ``hv_partition_processor_xsave_features``; 29
+  bits). An XSAVE feature that owns state also drops its state components from leaf 0xD (AVX:
+  component 2; AVX-512: 5-7; AMX-TILE: 17-18; CET: supervisor components 11-12), so the sizes there
+  stay consistent. Without XSAVE, leaf 0xD reads as zeros.
+
+Features disabled there but not mapped clear nothing, for one of three reasons:
+
+* no CPUID bit: bank 1's VMX/EPT capabilities (Mbec, VmxExceptionInject, VmxInsOutsExitInfo, Hlat,
+  PerfGlobalCtrl, NptExecuteOnly, NptADFlags, Npt1GbPage), the IA32_ARCH_CAPABILITIES bits
+  (SbdrSsdpNo, FbsdpNo, PsdpNo, FbClear) and NestedVirt (the simulation runs no nested hypervisor,
+  so the processor reports no VMX to hide);
+* AMD-only bits this Intel processor never sets: bank 1's ClZero, Rdpru, BtcNo, IbpbRsbFlush,
+  StibpAlwaysOn (leaf 0x8000_0008 EBX), Sbpb, IbpbBrType, SrsoNo, SrsoUserKernelNo (0x8000_0021);
+* features the processor lacks: bank 1's Cmpccxadd, PrefetchI, Sha512, SM3, SM4 (leaf 7.1); XSAVE
+  bits mpx (7.0 EBX 14), avx512_vp2intersect (7.0 EDX 8), avx_ifma, avx_ne_convert, avx_vnni_int8,
+  avx_vnni_int16, avx10_1_256/512, amx_fp16 (7.1), and apx, avx10_2 (bits 38-40 of newer headers).
+
+Disabling a feature also disables the features that need it (``ALSO_DISABLES``, applied
+transitively: ``DEPENDENTS``), as real hypervisors hide dependent features. Without XSAVE a guest
+cannot enable any extended state, so XSAVEOPT/XSAVEC/XSAVES/XGETBV1/XFD and AVX go; with AVX go
+AVX2, FMA, F16C (bank 0; VEX-encoded, needs YMM state), VAES, VPCLMULQDQ and AVX512F; AVX-512's
+extensions need AVX512F (VBMI2, VNNI, BITALG, BF16 need AVX512VL and FP16 needs AVX512BW, as in
+Linux's cpuid-deps.c); AVX-VNNI needs AVX2; AMX-TILE needs XFD and AMX-BF16/INT8 need AMX-TILE;
+CET (bank 1 CetSs, CetIbt) needs XSAVES for its supervisor state. GFNI stands alone: it has
+legacy-SSE forms.
+
+Register state the model does not track reads as at reset: CPUID.1:ECX.OSXSAVE (bit 27, a mirror of
+CR4.OSXSAVE) stays clear, and the XSAVE area sizes for the enabled XCR0 | IA32_XSS (leaf 0xD EBX
+of subleaves 0 and 1) are those of XCR0 = x87, 576 bytes. (GetVpCpuidValues's Xfem / Xss inputs
+are not applied either.)
 """
 
 from __future__ import annotations
 
+import functools
+from enum import IntEnum
+from typing import NamedTuple
+
 EAX, EBX, ECX, EDX = range(4)
 
-#: Leaf -> (EAX, EBX, ECX, EDX) of the full processor (subleaf 0 where a leaf has subleaves).
-_LEAVES: dict[int, tuple[int, int, int, int]] = {
-    0x0: (0xD, 0x756E_6547, 0x6C65_746E, 0x4965_6E69),  # max leaf 0xD, "GenuineIntel"
-    # SSE3 PCLMUL SSSE3 CX16 SSE4.1 SSE4.2 MOVBE POPCNT AES F16C RDRAND PCID, hypervisor (bit 31).
-    0x1: (0x000A_0671, 0x0000_0800, 0xF2DA_2203, 0x078B_FBFF),
-    # FSGSBASE BMI1 HLE SMEP BMI2 ERMS INVPCID RTM RDSEED ADX SMAP CLFLUSHOPT CLWB SHA.
-    0x7: (0, 0x219C_0F99, 0, 0),
-    0x4000_0000: (0x4000_000A, 0x7263_694D, 0x666F_736F, 0x7648_2074),  # "Microsoft Hv"
-    0x4000_0001: (0x3123_7648, 0, 0, 0),  # "Hv#1"
-    0x8000_0000: (0x8000_0008, 0, 0, 0),
+
+class Bank(IntEnum):
+    """Where a disabled feature's bit sits in CreatePartition's properties."""
+
+    FEATURES0 = 0  # DisabledProcessorFeatures, first 64 bits
+    FEATURES1 = 1  # DisabledProcessorFeatures, second 64 bits
+    XSAVE = 2  # DisabledProcessorXsaveFeatures
+
+
+class Feature(NamedTuple):
+    bank: Bank
+    bit: int
+
+
+class CpuidBit(NamedTuple):
+    leaf: int
+    subleaf: int
+    register: int
+    bit: int
+
+
+class Xsave(IntEnum):
+    """HV_PARTITION_PROCESSOR_XSAVE_FEATURES bits the processor has."""
+
+    XSAVE = 0
+    XSAVEOPT = 1
+    AVX = 2
+    AVX2 = 3
+    FMA = 4
+    AVX512F = 6
+    AVX512DQ = 7
+    AVX512CD = 8
+    AVX512BW = 9
+    AVX512VL = 10
+    XSAVEC = 11  # xsave_comp_support
+    XSAVES = 12  # xsave_supervisor_support
+    XGETBV1 = 13  # xcr1_support
+    AVX512_BITALG = 14
+    AVX512_IFMA = 15
+    AVX512_VBMI = 16
+    AVX512_VBMI2 = 17
+    AVX512_VNNI = 18
+    GFNI = 19
+    VAES = 20
+    AVX512_VPOPCNTDQ = 21
+    VPCLMULQDQ = 22
+    AVX512_BF16 = 23
+    AVX512_FP16 = 25
+    XFD = 26
+    AMX_TILE = 27
+    AMX_BF16 = 28
+    AMX_INT8 = 29
+    AVX_VNNI = 30
+
+
+#: (Leaf, subleaf) -> (EAX, EBX, ECX, EDX) of the full processor (leaf 0xD is computed: _xsave_leaf).
+_LEAVES: dict[tuple[int, int], tuple[int, int, int, int]] = {
+    (0x0, 0): (0xD, 0x756E_6547, 0x6C65_746E, 0x4965_6E69),  # max leaf 0xD, "GenuineIntel"
+    # Family 6 model 0x8F stepping 8. ECX: SSE3 PCLMUL SSSE3 FMA CX16 PCID SSE4.1 SSE4.2 MOVBE
+    # POPCNT TSC-deadline AES XSAVE AVX F16C RDRAND, hypervisor (bit 31); OSXSAVE (27) clear.
+    (0x1, 0): (0x0008_06F8, 0x0000_0800, 0xF7DA_3203, 0x078B_FBFF),
+    (0x6, 0): (0, 0, 0x1, 0),  # APERF/MPERF
+    # EAX: max subleaf 2. EBX: FSGSBASE TSC_ADJUST BMI1 HLE AVX2 SMEP BMI2 ERMS INVPCID RTM AVX512F
+    # AVX512DQ RDSEED ADX SMAP AVX512_IFMA CLFLUSHOPT CLWB AVX512CD SHA AVX512BW AVX512VL.
+    # ECX: AVX512_VBMI WAITPKG AVX512_VBMI2 CET_SS GFNI VAES VPCLMULQDQ AVX512_VNNI AVX512_BITALG
+    # AVX512_VPOPCNTDQ LA57 CLDEMOTE MOVDIRI MOVDIR64B. EDX: SERIALIZE TSXLDTRK CET_IBT AMX_BF16
+    # AVX512_FP16 AMX_TILE AMX_INT8.
+    (0x7, 0): (2, 0xF1BF_0FBB, 0x1A01_5FE2, 0x03D1_4000),
+    # EAX: AVX_VNNI AVX512_BF16, fast zero-length MOVSB, fast short STOSB, fast short CMPSB/SCASB.
+    (0x7, 1): (0x0000_1C30, 0, 0, 0),
+    (0x7, 2): (0, 0, 0, 0x1),  # EDX: PSFD
+    (0x4000_0000, 0): (0x4000_000A, 0x7263_694D, 0x666F_736F, 0x7648_2074),  # "Microsoft Hv"
+    (0x4000_0001, 0): (0x3123_7648, 0, 0, 0),  # "Hv#1"
+    (0x8000_0000, 0): (0x8000_0008, 0, 0, 0),
     # LAHF/SAHF, LZCNT; NX, 1 GiB pages, RDTSCP, long mode.
-    0x8000_0001: (0, 0, 0x0000_0021, 0x2C10_0800),
+    (0x8000_0001, 0): (0, 0, 0x0000_0021, 0x2C10_0800),
+    (0x8000_0007, 0): (0, 0, 0, 0x100),  # invariant TSC
 }
 
-#: HV_PARTITION_PROCESSOR_FEATURES bank 0 bit -> (leaf, register, bit) it removes from CPUID.
-DISABLEABLE: dict[int, tuple[int, int, int]] = {
-    0: (0x1, ECX, 0),  # Sse3
-    1: (0x8000_0001, ECX, 0),  # LahfSahf
-    2: (0x1, ECX, 9),  # Ssse3
-    3: (0x1, ECX, 19),  # Sse4_1
-    4: (0x1, ECX, 20),  # Sse4_2
-    7: (0x1, ECX, 23),  # PopCnt
-    8: (0x1, ECX, 13),  # Cmpxchg16b
-    10: (0x8000_0001, ECX, 5),  # Lzcnt
-    15: (0x8000_0001, EDX, 26),  # Page1Gb
-    16: (0x1, ECX, 25),  # Aes
-    17: (0x1, ECX, 1),  # Pclmulqdq
-    18: (0x1, ECX, 17),  # Pcid
-    20: (0x1, ECX, 29),  # F16C
-    21: (0x1, ECX, 30),  # RdRand
-    22: (0x7, EBX, 0),  # RdWrFsGs
-    23: (0x7, EBX, 7),  # Smep
-    24: (0x7, EBX, 9),  # EnhancedFastString
-    25: (0x7, EBX, 3),  # Bmi1
-    26: (0x7, EBX, 8),  # Bmi2
-    29: (0x1, ECX, 22),  # Movbe
-    32: (0x7, EBX, 18),  # RdSeed
-    33: (0x7, EBX, 19),  # Adx
-    35: (0x7, EBX, 20),  # Smap
-    36: (0x7, EBX, 4),  # Hle
-    37: (0x7, EBX, 11),  # Rtm
-    38: (0x8000_0001, EDX, 27),  # Rdtscp
-    39: (0x7, EBX, 23),  # Clflushopt
-    40: (0x7, EBX, 24),  # Clwb
-    41: (0x7, EBX, 29),  # Sha
-    43: (0x7, EBX, 10),  # Invpcid
+#: Leaves whose result depends on the subleaf; the others read as subleaf 0.
+SUBLEAF_LEAVES = frozenset({0x7, 0xD})
+
+#: HV_PARTITION_PROCESSOR_FEATURES bank 0 bit -> the CPUID bit it removes.
+DISABLEABLE: dict[int, CpuidBit] = {
+    0: CpuidBit(0x1, 0, ECX, 0),  # Sse3
+    1: CpuidBit(0x8000_0001, 0, ECX, 0),  # LahfSahf
+    2: CpuidBit(0x1, 0, ECX, 9),  # Ssse3
+    3: CpuidBit(0x1, 0, ECX, 19),  # Sse4_1
+    4: CpuidBit(0x1, 0, ECX, 20),  # Sse4_2
+    7: CpuidBit(0x1, 0, ECX, 23),  # PopCnt
+    8: CpuidBit(0x1, 0, ECX, 13),  # Cmpxchg16b
+    10: CpuidBit(0x8000_0001, 0, ECX, 5),  # Lzcnt
+    15: CpuidBit(0x8000_0001, 0, EDX, 26),  # Page1Gb
+    16: CpuidBit(0x1, 0, ECX, 25),  # Aes
+    17: CpuidBit(0x1, 0, ECX, 1),  # Pclmulqdq
+    18: CpuidBit(0x1, 0, ECX, 17),  # Pcid
+    20: CpuidBit(0x1, 0, ECX, 29),  # F16C
+    21: CpuidBit(0x1, 0, ECX, 30),  # RdRand
+    22: CpuidBit(0x7, 0, EBX, 0),  # RdWrFsGs
+    23: CpuidBit(0x7, 0, EBX, 7),  # Smep
+    24: CpuidBit(0x7, 0, EBX, 9),  # EnhancedFastString
+    25: CpuidBit(0x7, 0, EBX, 3),  # Bmi1
+    26: CpuidBit(0x7, 0, EBX, 8),  # Bmi2
+    29: CpuidBit(0x1, 0, ECX, 22),  # Movbe
+    32: CpuidBit(0x7, 0, EBX, 18),  # RdSeed
+    33: CpuidBit(0x7, 0, EBX, 19),  # Adx
+    35: CpuidBit(0x7, 0, EBX, 20),  # Smap
+    36: CpuidBit(0x7, 0, EBX, 4),  # Hle
+    37: CpuidBit(0x7, 0, EBX, 11),  # Rtm
+    38: CpuidBit(0x8000_0001, 0, EDX, 27),  # Rdtscp
+    39: CpuidBit(0x7, 0, EBX, 23),  # Clflushopt
+    40: CpuidBit(0x7, 0, EBX, 24),  # Clwb
+    41: CpuidBit(0x7, 0, EBX, 29),  # Sha
+    43: CpuidBit(0x7, 0, EBX, 10),  # Invpcid
+}
+
+#: HV_PARTITION_PROCESSOR_FEATURES bank 1 bit -> the CPUID bit it removes.
+DISABLEABLE_BANK1: dict[int, CpuidBit] = {
+    0: CpuidBit(0x6, 0, ECX, 0),  # ACountMCount (APERF/MPERF)
+    1: CpuidBit(0x8000_0007, 0, EDX, 8),  # TscInvariant
+    4: CpuidBit(0x7, 0, ECX, 16),  # La57
+    7: CpuidBit(0x7, 2, EDX, 0),  # Psfd
+    8: CpuidBit(0x7, 0, ECX, 7),  # CetSs
+    9: CpuidBit(0x7, 0, EDX, 20),  # CetIbt
+    12: CpuidBit(0x7, 0, ECX, 5),  # UmwaitTpause (WAITPKG)
+    13: CpuidBit(0x7, 0, ECX, 27),  # Movdiri
+    14: CpuidBit(0x7, 0, ECX, 28),  # Movdir64b
+    15: CpuidBit(0x7, 0, ECX, 25),  # Cldemote
+    16: CpuidBit(0x7, 0, EDX, 14),  # Serialize
+    17: CpuidBit(0x1, 0, ECX, 24),  # TscDeadlineTmr
+    18: CpuidBit(0x7, 0, EBX, 1),  # TscAdjust
+    19: CpuidBit(0x7, 1, EAX, 10),  # FZLRepMovsb
+    20: CpuidBit(0x7, 1, EAX, 11),  # FSRepStosb
+    21: CpuidBit(0x7, 1, EAX, 12),  # FSRepCmpsb
+    22: CpuidBit(0x7, 0, EDX, 16),  # TsxLdTrk
+}
+
+#: HV_PARTITION_PROCESSOR_XSAVE_FEATURES bit -> the CPUID bit it removes.
+XSAVE_DISABLEABLE: dict[int, CpuidBit] = {
+    Xsave.XSAVE: CpuidBit(0x1, 0, ECX, 26),
+    Xsave.XSAVEOPT: CpuidBit(0xD, 1, EAX, 0),
+    Xsave.AVX: CpuidBit(0x1, 0, ECX, 28),
+    Xsave.AVX2: CpuidBit(0x7, 0, EBX, 5),
+    Xsave.FMA: CpuidBit(0x1, 0, ECX, 12),
+    Xsave.AVX512F: CpuidBit(0x7, 0, EBX, 16),
+    Xsave.AVX512DQ: CpuidBit(0x7, 0, EBX, 17),
+    Xsave.AVX512CD: CpuidBit(0x7, 0, EBX, 28),
+    Xsave.AVX512BW: CpuidBit(0x7, 0, EBX, 30),
+    Xsave.AVX512VL: CpuidBit(0x7, 0, EBX, 31),
+    Xsave.XSAVEC: CpuidBit(0xD, 1, EAX, 1),
+    Xsave.XSAVES: CpuidBit(0xD, 1, EAX, 3),
+    Xsave.XGETBV1: CpuidBit(0xD, 1, EAX, 2),
+    Xsave.AVX512_BITALG: CpuidBit(0x7, 0, ECX, 12),
+    Xsave.AVX512_IFMA: CpuidBit(0x7, 0, EBX, 21),
+    Xsave.AVX512_VBMI: CpuidBit(0x7, 0, ECX, 1),
+    Xsave.AVX512_VBMI2: CpuidBit(0x7, 0, ECX, 6),
+    Xsave.AVX512_VNNI: CpuidBit(0x7, 0, ECX, 11),
+    Xsave.GFNI: CpuidBit(0x7, 0, ECX, 8),
+    Xsave.VAES: CpuidBit(0x7, 0, ECX, 9),
+    Xsave.AVX512_VPOPCNTDQ: CpuidBit(0x7, 0, ECX, 14),
+    Xsave.VPCLMULQDQ: CpuidBit(0x7, 0, ECX, 10),
+    Xsave.AVX512_BF16: CpuidBit(0x7, 1, EAX, 5),
+    Xsave.AVX512_FP16: CpuidBit(0x7, 0, EDX, 23),
+    Xsave.XFD: CpuidBit(0xD, 1, EAX, 4),
+    Xsave.AMX_TILE: CpuidBit(0x7, 0, EDX, 24),
+    Xsave.AMX_BF16: CpuidBit(0x7, 0, EDX, 22),
+    Xsave.AMX_INT8: CpuidBit(0x7, 0, EDX, 25),
+    Xsave.AVX_VNNI: CpuidBit(0x7, 1, EAX, 4),
+}
+
+#: Every mapped feature, by bank.
+MAPS: dict[Bank, dict[int, CpuidBit]] = {
+    Bank.FEATURES0: DISABLEABLE,
+    Bank.FEATURES1: DISABLEABLE_BANK1,
+    Bank.XSAVE: XSAVE_DISABLEABLE,
 }
 
 
-def cpuid_model(leaf: int, subleaf: int, disabled: int = 0) -> tuple[int, int, int, int]:
-    """EAX, EBX, ECX, EDX for *leaf* / *subleaf* on a partition whose bank-0 disabled features are
-    *disabled*."""
-    if leaf == 0x7 and subleaf:
-        return 0, 0, 0, 0  # leaf 7 has only subleaf 0 here
-    values = list(_LEAVES.get(leaf, (0, 0, 0, 0)))
-    for bit, (at_leaf, register, cpuid_bit) in DISABLEABLE.items():
-        if at_leaf == leaf and disabled >> bit & 1:
-            values[register] &= ~(1 << cpuid_bit)
+def _x(*bits: Xsave) -> tuple[Feature, ...]:
+    return tuple(Feature(Bank.XSAVE, bit) for bit in bits)
+
+
+X = Xsave
+XSAVE, XSAVES, XFD = _x(X.XSAVE, X.XSAVES, X.XFD)
+AVX, AVX2, AVX512F, AVX512BW, AVX512VL, AMX_TILE = _x(
+    X.AVX, X.AVX2, X.AVX512F, X.AVX512BW, X.AVX512VL, X.AMX_TILE
+)
+F16C = Feature(Bank.FEATURES0, 20)
+CET_SS, CET_IBT = Feature(Bank.FEATURES1, 8), Feature(Bank.FEATURES1, 9)
+
+#: Feature -> the features that need it directly and go when it is disabled (the module docstring
+#: says why); ``DEPENDENTS`` is its transitive closure.
+ALSO_DISABLES: dict[Feature, tuple[Feature, ...]] = {
+    XSAVE: (*_x(X.XSAVEOPT, X.XSAVEC, X.XSAVES, X.XGETBV1, X.XFD), AVX),
+    AVX: (AVX2, *_x(X.FMA), AVX512F, *_x(X.VAES, X.VPCLMULQDQ), F16C),
+    AVX2: _x(X.AVX_VNNI),
+    AVX512F: (
+        AVX512BW,
+        AVX512VL,
+        *_x(X.AVX512DQ, X.AVX512CD, X.AVX512_IFMA, X.AVX512_VBMI, X.AVX512_VPOPCNTDQ),
+    ),
+    AVX512VL: _x(X.AVX512_VBMI2, X.AVX512_VNNI, X.AVX512_BITALG, X.AVX512_BF16),
+    AVX512BW: _x(X.AVX512_FP16),
+    XFD: (AMX_TILE,),
+    AMX_TILE: _x(X.AMX_BF16, X.AMX_INT8),
+    XSAVES: (CET_SS, CET_IBT),
+}
+
+
+def _dependents() -> dict[Feature, frozenset[Feature]]:
+    """Feature -> every feature that needs it, directly or through others."""
+    closure: dict[Feature, frozenset[Feature]] = {}
+    for root in ALSO_DISABLES:
+        seen: set[Feature] = set()
+        todo = [root]
+        while todo:
+            for dependent in ALSO_DISABLES.get(todo.pop(), ()):
+                if dependent not in seen:
+                    seen.add(dependent)
+                    todo.append(dependent)
+        closure[root] = frozenset(seen)
+    return closure
+
+
+#: Feature -> everything that goes with it when it is disabled.
+DEPENDENTS = _dependents()
+
+#: XSAVE state component -> (size, offset in the standard format (0: supervisor), CPUID.(0xD, n)
+#: ECX flags (bit 0 supervisor, 1 64-byte aligned when compacted, 2 XFD-capable), the features of
+#: which one enabled keeps it).
+_COMPONENTS: dict[int, tuple[int, int, int, tuple[Feature, ...]]] = {
+    2: (256, 576, 0, (AVX,)),  # YMM_Hi128
+    5: (64, 1088, 0, (AVX512F,)),  # opmask
+    6: (512, 1152, 0, (AVX512F,)),  # ZMM_Hi256
+    7: (1024, 1664, 0, (AVX512F,)),  # Hi16_ZMM
+    11: (16, 0, 1, (CET_SS, CET_IBT)),  # CET_U
+    12: (24, 0, 1, (CET_SS, CET_IBT)),  # CET_S
+    17: (64, 2752, 2, (AMX_TILE,)),  # XTILECFG
+    18: (8192, 2816, 6, (AMX_TILE,)),  # XTILEDATA
+}
+#: The x87/SSE legacy region plus the XSAVE header: the area's size with no other component.
+_XSAVE_BASE_SIZE = 576
+
+
+def _index() -> dict[tuple[int, int], list[tuple[Feature, int, int]]]:
+    at: dict[tuple[int, int], list[tuple[Feature, int, int]]] = {}
+    for bank, mapping in MAPS.items():
+        for bit, where in mapping.items():
+            at.setdefault((where.leaf, where.subleaf), []).append(
+                (Feature(bank, bit), where.register, where.bit)
+            )
+    return at
+
+
+#: (Leaf, subleaf) -> the mapped features whose bits live there: (feature, register, bit).
+_AT = _index()
+
+
+@functools.lru_cache(maxsize=256)
+def effective_disabled(disabled: tuple[int, int] = (0, 0), disabled_xsave: int = 0) -> frozenset[Feature]:
+    """The mapped features a partition created with these masks lacks: those it disabled and every
+    feature that needs one of them."""
+    masks = (*disabled, disabled_xsave)
+    off: set[Feature] = set()
+    for bank, mapping in MAPS.items():
+        for bit in mapping:
+            if masks[bank] >> bit & 1:
+                feature = Feature(bank, bit)
+                off |= {feature} | DEPENDENTS.get(feature, frozenset())
+    return frozenset(off)
+
+
+def _xsave_leaf(subleaf: int, off: frozenset[Feature]) -> tuple[int, int, int, int]:
+    """CPUID.(0xD, *subleaf*) with the state components the features left on keep."""
+    if XSAVE in off:
+        return 0, 0, 0, 0
+    kept = {c: v for c, v in _COMPONENTS.items() if any(f not in off for f in v[3])}
+    if subleaf == 0:
+        xcr0 = 0b11 | sum(1 << c for c, v in kept.items() if not v[2] & 1)  # x87, SSE and the rest
+        largest = max([_XSAVE_BASE_SIZE] + [v[0] + v[1] for v in kept.values() if not v[2] & 1])
+        return xcr0 & 0xFFFF_FFFF, _XSAVE_BASE_SIZE, largest, xcr0 >> 32
+    if subleaf == 1:  # XSAVEOPT XSAVEC XGETBV1 XSAVES XFD (cleared bit by bit); IA32_XSS bits
+        xss = sum(1 << c for c, v in kept.items() if v[2] & 1)
+        return 0x1F, _XSAVE_BASE_SIZE, xss & 0xFFFF_FFFF, xss >> 32
+    if subleaf not in kept:
+        return 0, 0, 0, 0
+    size, offset, flags, _ = kept[subleaf]
+    return size, offset, flags, 0  # an XFD-capable component (tile data) is kept only with XFD on
+
+
+def cpuid_model(
+    leaf: int, subleaf: int, disabled: tuple[int, int] = (0, 0), disabled_xsave: int = 0
+) -> tuple[int, int, int, int]:
+    """EAX, EBX, ECX, EDX for *leaf* / *subleaf* on a partition created with DisabledProcessorFeatures
+    banks *disabled* and DisabledProcessorXsaveFeatures *disabled_xsave*."""
+    if leaf not in SUBLEAF_LEAVES:
+        subleaf = 0
+    off = effective_disabled(disabled, disabled_xsave)
+    values = list(_xsave_leaf(subleaf, off) if leaf == 0xD else _LEAVES.get((leaf, subleaf), (0, 0, 0, 0)))
+    for feature, register, bit in _AT.get((leaf, subleaf), ()):
+        if feature in off:
+            values[register] &= ~(1 << bit)
     return values[0], values[1], values[2], values[3]

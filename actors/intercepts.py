@@ -230,7 +230,7 @@ class InterceptCalls(HvState):
             vp.index,
             a.address,
             a.subleaf,
-            cpuid_model(a.address, a.subleaf, p.disabled_processor_features[0]),
+            cpuid_model(a.address, a.subleaf, p.disabled_processor_features, p.disabled_xsave_features),
         )
         hit = p.intercepts.get((int(IT.X64Cpuid), a.address), 0) & INTERCEPT_EXECUTE
         if registered or not (hit or p.intercepts.get((int(IT.X64GlobalCpuid), 0), 0)):

@@ -235,7 +235,9 @@ class InterruptCalls(HvState):
         i = call.rep_start
         while i < call.rep_limit:
             query = CPUID_QUERY.unpack(data, base + CPUID_QUERY.size * i)
-            result = cpuid_model(query.eax, query.ecx, target.disabled_processor_features[0])
+            result = cpuid_model(
+                query.eax, query.ecx, target.disabled_processor_features, target.disabled_xsave_features
+            )
             if hdr.flags & APPLY_REGISTERED_VALUES:
                 result, _ = self.registered_cpuid(target, hdr.vp_index, query.eax, query.ecx, result)
             eax, ebx, ecx, edx = result

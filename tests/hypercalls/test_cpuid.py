@@ -1,17 +1,32 @@
 """The CPUID a partition's VPs see, minus the processor features CreatePartition disabled
-(HYPERCALLS.md 4.1, 4.15; HV_PARTITION_PROCESSOR_FEATURES)."""
+(HYPERCALLS.md 4.1, 4.15; HV_PARTITION_PROCESSOR_FEATURES banks 0 and 1,
+HV_PARTITION_PROCESSOR_XSAVE_FEATURES).
+
+Partitions are created with their disabled features in the CreatePartition input; what they see is
+read back with GetVpCpuidValues and with the guest's own CPUID instruction (RAX-RDX afterwards, read
+with GetVpRegisters). Expected CPUID bit positions are written out from the SDM, not taken from the
+model's tables, except where a test sweeps every mapped feature.
+"""
 
 from __future__ import annotations
 
 import struct
+from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from hvsim.actors.cpuid import DISABLEABLE, cpuid_model
+from hvsim.actors.cpuid import ALSO_DISABLES, DISABLEABLE, MAPS, Bank, CpuidBit, Feature, cpuid_model
+from hvsim.actors.cpuid import Xsave as X
 from hvsim.actors.hvdef import (
     CPUID_QUERY,
+    CREATE_PARTITION_INPUT,
     GET_VP_CPUID_VALUES_HEADER,
+    HV_COMPATIBILITY_21_H2,
+    PARTITION_ID_OUTPUT,
     CpuidQuery,
+    CreatePartitionInput,
     GetVpCpuidValuesHeader,
     HvStatus,
     HypercallCode,
@@ -24,54 +39,335 @@ from hvsim.actors.workload import Cpuid, Program
 from hvsim.scenarios import Simulation
 from hvsim.scenarios.host import PartitionSpec, ReferenceHost
 
+if TYPE_CHECKING:
+    from conftest import MakeWorld, World  # for annotations only: pytest loads conftest itself
+
 S = HvStatus
+EAX, EBX, ECX, EDX = range(4)
+Values = tuple[int, int, int, int]
 AES, SMEP, RDTSCP = 16, 23, 38  # HV_PARTITION_PROCESSOR_FEATURES bank-0 bits
+# Bank-1 bits.
+TSC_INVARIANT, LA57, PSFD, CET_SS, CET_IBT, SERIALIZE, TSC_ADJUST, FS_REP_STOSB = 1, 4, 7, 8, 9, 16, 18, 20
+
+#: Every (leaf, subleaf) the tests read: the processor's leaves, a few beyond them, and leaf 0xD's
+#: subleaves up to the last state component (18).
+QUERIES: list[tuple[int, int]] = [
+    (0x0, 0), (0x1, 0), (0x6, 0), (0x7, 0), (0x7, 1), (0x7, 2), (0x7, 3),
+    *((0xD, n) for n in range(19)),
+    (0x4000_0000, 0), (0x4000_0001, 0),
+    (0x8000_0000, 0), (0x8000_0001, 0), (0x8000_0007, 0), (0x8000_0008, 0),
+]  # fmt: skip
+XSAVE_SUBLEAVES = [(0xD, n) for n in range(19)]
 
 
-def boot(disabled: int) -> tuple[Simulation, int]:
-    """A child created with *disabled* features, whose guest runs CPUID 1, 7 and 0x80000001."""
-    sim = Simulation(0)
-    host = ReferenceHost(sim)
-    guest = Program(loop=(Cpuid(1), Cpuid(7), Cpuid(0x8000_0001)), max_loops=1)
-    spec = PartitionSpec(vps=1, program=lambda _i: guest, disabled_features=(disabled, 0))
-    pid = sim.run_process(host.boot(spec))
-    sim.run(sim.now_ns + 1_000_000)
-    return sim, pid
+# --- helpers ------------------------------------------------------------------------------------
+def new_child(
+    world: World, disabled: tuple[int, int] = (0, 0), xsave: int = 0, guest: tuple[int, int] | None = None
+) -> int:
+    """An ACTIVE child of the root created with DisabledProcessorFeatures *disabled* and
+    DisabledProcessorXsaveFeatures *xsave*; with *guest* = (leaf, subleaf), its VP 0 runs that one
+    CPUID and halts."""
+    data = CREATE_PARTITION_INPUT.pack(
+        CreatePartitionInput(0, 0, HV_COMPATIBILITY_21_H2, 0, *disabled, xsave, 0)
+    )
+    res = world.call(control(HypercallCode.CreatePartition), data)
+    assert res.status is S.SUCCESS, res.status
+    pid = PARTITION_ID_OUTPUT.unpack(res.output).partition_id
+    if guest is not None:
+        world.sim.load_guest(pid, Program(loop=(Cpuid(*guest),), max_loops=1))
+    world.activate(pid)
+    if guest is not None:
+        assert world.set_registers(pid, 0, [(R.ExplicitSuspend, 0)]).status is S.SUCCESS
+        world.sim.run(world.sim.now_ns + 1_000_000)
+    return pid
 
 
-def query(sim: Simulation, pid: int, leaves: list[int]) -> list[tuple[int, int, int, int]]:
+def cpuid_values(
+    world: World, pid: int, queries: list[tuple[int, int]] = QUERIES
+) -> dict[tuple[int, int], Values]:
+    """GetVpCpuidValues for VP 0 of *pid*: (leaf, subleaf) -> (EAX, EBX, ECX, EDX)."""
     header = GET_VP_CPUID_VALUES_HEADER.pack(GetVpCpuidValuesHeader(pid, 0, 0, 0, 0))
-    body = b"".join(CPUID_QUERY.pack(CpuidQuery(leaf, 0, 0, 0)) for leaf in leaves)
-    res = sim.hypercall(control(HypercallCode.GetVpCpuidValues, rep_count=len(leaves)), header + body)
-    assert res.status is S.SUCCESS and res.reps_completed == len(leaves)
-    return [struct.unpack_from("<IIII", res.output, 16 * i) for i in range(len(leaves))]
+    body = b"".join(CPUID_QUERY.pack(CpuidQuery(leaf, subleaf, 0, 0)) for leaf, subleaf in queries)
+    res = world.call(control(HypercallCode.GetVpCpuidValues, rep_count=len(queries)), header + body)
+    assert res.status is S.SUCCESS and res.reps_completed == len(queries)
+    return {q: struct.unpack_from("<IIII", res.output, 16 * i) for i, q in enumerate(queries)}
 
 
-def test_every_disableable_feature_is_on_by_default() -> None:
-    for leaf, register, bit in DISABLEABLE.values():
-        assert cpuid_model(leaf, 0)[register] >> bit & 1, (hex(leaf), register, bit)
+def guest_sees(
+    world: World, leaf: int, subleaf: int = 0, disabled: tuple[int, int] = (0, 0), xsave: int = 0
+) -> Values:
+    """RAX-RDX after a guest of a partition created with these features ran CPUID *leaf* / *subleaf*."""
+    pid = new_child(world, disabled, xsave, guest=(leaf, subleaf))
+    actor = world.sim.vp_actor(pid, 0)
+    assert actor is not None and actor.halted
+    rax, rbx, rcx, rdx = (world.register(pid, 0, name) for name in (R.Rax, R.Rbx, R.Rcx, R.Rdx))
+    assert actor.values == [rax]
+    return rax, rbx, rcx, rdx
 
 
-@pytest.mark.parametrize("feature", sorted(DISABLEABLE))
-def test_a_disabled_feature_clears_exactly_its_cpuid_bit(feature: int) -> None:
-    leaf, register, bit = DISABLEABLE[feature]
-    full, cut = cpuid_model(leaf, 0), cpuid_model(leaf, 0, 1 << feature)
-    assert cut[register] == full[register] & ~(1 << bit)
-    assert [v for i, v in enumerate(cut) if i != register] == [v for i, v in enumerate(full) if i != register]
+def seen(values: dict[tuple[int, int], Values], where: CpuidBit) -> bool:
+    return bool(values[where.leaf, where.subleaf][where.register] >> where.bit & 1)
+
+
+def flag_bits(values: dict[tuple[int, int], Values]) -> set[CpuidBit]:
+    """The set bits of every register outside leaf 0xD, plus the XSAVE feature flags (0xD.1 EAX):
+    leaf 0xD's other registers are sizes and state-component masks (``check_xsave_leaf``)."""
+    out: set[CpuidBit] = set()
+    for (leaf, subleaf), regs in values.items():
+        for register, value in enumerate(regs):
+            if leaf != 0xD or (subleaf, register) == (1, EAX):
+                out |= {CpuidBit(leaf, subleaf, register, b) for b in range(32) if value >> b & 1}
+    return out
+
+
+def dependents(feature: Feature) -> set[Feature]:
+    """Everything ALSO_DISABLES takes away with *feature*, followed transitively."""
+    found: set[Feature] = set()
+    todo = [feature]
+    while todo:
+        for dependent in ALSO_DISABLES.get(todo.pop(), ()):
+            if dependent not in found:
+                found.add(dependent)
+                todo.append(dependent)
+    return found
+
+
+def masks_for(features: set[Feature]) -> tuple[tuple[int, int], int]:
+    banks = [0, 0, 0]
+    for bank, bit in features:
+        banks[bank] |= 1 << bit
+    return (banks[0], banks[1]), banks[2]
+
+
+def check_xsave_leaf(values: dict[tuple[int, int], Values]) -> None:
+    """Leaf 0xD agrees with the features reported: no XSAVE, no leaf 0xD; otherwise a state
+    component is enumerated exactly when a feature that uses it is on, and the sizes follow."""
+    leaf1, leaf7 = values[0x1, 0], values[0x7, 0]
+    if not leaf1[ECX] >> 26 & 1:
+        assert all(values[q] == (0, 0, 0, 0) for q in XSAVE_SUBLEAVES)
+        return
+    xcr0 = values[0xD, 0][EAX] | values[0xD, 0][EDX] << 32
+    xss = values[0xD, 1][ECX] | values[0xD, 1][EDX] << 32
+    assert xcr0 & 0b11 == 0b11  # x87 and SSE always
+    assert bool(xcr0 >> 2 & 1) == bool(leaf1[ECX] >> 28 & 1)  # YMM state iff AVX
+    for component in (5, 6, 7):  # opmask, ZMM_Hi256, Hi16_ZMM iff AVX512F
+        assert bool(xcr0 >> component & 1) == bool(leaf7[EBX] >> 16 & 1)
+    for component in (17, 18):  # tile config and data iff AMX-TILE
+        assert bool(xcr0 >> component & 1) == bool(leaf7[EDX] >> 24 & 1)
+    cet = bool(leaf7[ECX] >> 7 & 1 or leaf7[EDX] >> 20 & 1)
+    assert xss == (0b11 << 11 if cet else 0)  # CET_U, CET_S iff a CET feature
+    assert not xss or values[0xD, 1][EAX] >> 3 & 1  # supervisor state needs XSAVES
+    largest = 576
+    for n in range(2, 19):
+        size, offset, flags, _ = values[0xD, n]
+        assert bool(size) == bool((xcr0 | xss) >> n & 1), n
+        assert bool(flags & 1) == bool(xss >> n & 1), n  # supervisor components
+        if size and not flags & 1:
+            largest = max(largest, offset + size)
+    assert values[0xD, 0][ECX] == largest
+
+
+# --- the full processor ---------------------------------------------------------------------------
+def test_every_mapped_feature_is_on_in_a_partition_that_disabled_nothing(world: World) -> None:
+    full = cpuid_values(world, new_child(world))
+    for bank, mapping in MAPS.items():
+        for bit, where in mapping.items():
+            assert seen(full, where), (bank.name, bit, where)
+    check_xsave_leaf(full)
+
+
+def test_the_full_processor_enumerates_its_leaves_consistently(world: World) -> None:
+    full = cpuid_values(world, new_child(world))
+    assert full[0x0, 0][EAX] == 0xD  # max basic leaf covers 6, 7 and 0xD
+    assert full[0x8000_0000, 0][EAX] >= 0x8000_0007
+    assert full[0x7, 0][EAX] == 2 and full[0x7, 3] == (0, 0, 0, 0)  # subleaves 0-2
+    assert not full[0x1, 0][ECX] >> 27 & 1  # OSXSAVE: CR4.OSXSAVE is clear at reset
+    assert full[0xD, 0] == (0x6_00E7, 576, 11008, 0)  # x87 SSE AVX opmask ZMM_Hi256 Hi16_ZMM tiles
+    assert full[0xD, 1] == (0x1F, 576, 0x1800, 0)  # XSAVEOPT XSAVEC XGETBV1 XSAVES XFD; CET_U/S
+    assert full[0xD, 2] == (256, 576, 0, 0) and full[0xD, 18] == (8192, 2816, 0b110, 0)
+    assert full[0xD, 3] == (0, 0, 0, 0)  # no MPX
+    pairs = [(0x1, 5), (0x6, 1), (0x8000_0001, 3), (0x4000_0000, 7)]  # leaves without subleaves
+    other = cpuid_values(world, new_child(world), pairs)
+    assert all(other[leaf, subleaf] == full[leaf, 0] for leaf, subleaf in pairs)
+
+
+def test_unmapped_and_reserved_bits_hide_nothing(world: World) -> None:
+    full = cpuid_values(world, new_child(world))
+    unmapped = [~sum(1 << bit for bit in MAPS[bank]) & (2**64 - 1) for bank in Bank]
+    assert cpuid_values(world, new_child(world, (unmapped[0], unmapped[1]), unmapped[2])) == full
+
+
+# --- one feature at a time --------------------------------------------------------------------------
+ALL_FEATURES = [Feature(bank, bit) for bank, mapping in MAPS.items() for bit in mapping]
+
+
+@pytest.mark.parametrize("feature", ALL_FEATURES, ids=lambda f: f"{f.bank.name}-{f.bit}")
+def test_a_disabled_feature_clears_its_bit_and_its_dependents_bits_only(
+    world: World, feature: Feature
+) -> None:
+    full = cpuid_values(world, new_child(world))
+    disabled, xsave = masks_for({feature})
+    cut = cpuid_values(world, new_child(world, disabled, xsave))
+    gone = {MAPS[f.bank][f.bit] for f in {feature} | dependents(feature)}
+    assert flag_bits(full) - flag_bits(cut) == gone
+    assert flag_bits(cut) <= flag_bits(full)
+    check_xsave_leaf(cut)
+
+
+def test_get_vp_cpuid_values_and_the_guest_see_bank_1(world: World) -> None:
+    disabled = (
+        0,
+        1 << TSC_ADJUST | 1 << LA57 | 1 << SERIALIZE | 1 << TSC_INVARIANT | 1 << FS_REP_STOSB | 1 << PSFD,
+    )
+    cut = cpuid_values(world, new_child(world, disabled))
+    assert not cut[0x7, 0][EBX] >> 1 & 1 and cut[0x7, 0][EBX] >> 0 & 1  # TSC_ADJUST off, FSGSBASE on
+    assert not cut[0x7, 0][ECX] >> 16 & 1 and cut[0x7, 0][ECX] >> 5 & 1  # LA57 off, WAITPKG on
+    assert not cut[0x7, 0][EDX] >> 14 & 1 and cut[0x7, 0][EDX] >> 16 & 1  # SERIALIZE off, TSXLDTRK on
+    assert not cut[0x7, 1][EAX] >> 11 & 1 and cut[0x7, 1][EAX] >> 10 & 1  # fast short STOSB off, MOVSB on
+    assert cut[0x7, 2][EDX] == 0  # PSFD off
+    assert cut[0x8000_0007, 0][EDX] == 0  # invariant TSC off
+    assert cut[0x1, 0][ECX] >> 24 & 1  # TSC deadline still on
+    for leaf, subleaf in [(0x7, 0), (0x7, 1), (0x7, 2), (0x8000_0007, 0)]:
+        assert guest_sees(world, leaf, subleaf, disabled) == cut[leaf, subleaf]
+
+
+def test_get_vp_cpuid_values_and_the_guest_see_the_xsave_features(world: World) -> None:
+    xsave = 1 << X.AVX512_FP16 | 1 << X.XSAVEOPT | 1 << X.AMX_INT8 | 1 << X.GFNI
+    cut = cpuid_values(world, new_child(world, xsave=xsave))
+    assert not cut[0x7, 0][EDX] >> 23 & 1 and cut[0x7, 0][EBX] >> 30 & 1  # AVX512_FP16 off, BW on
+    assert not cut[0x7, 0][EDX] >> 25 & 1 and cut[0x7, 0][EDX] >> 24 & 1  # AMX-INT8 off, AMX-TILE on
+    assert not cut[0x7, 0][ECX] >> 8 & 1 and cut[0x7, 0][ECX] >> 9 & 1  # GFNI off, VAES on
+    assert cut[0xD, 1][EAX] == 0x1E  # XSAVEOPT off; XSAVEC XGETBV1 XSAVES XFD on
+    assert cut[0x1, 0][ECX] >> 26 & 1 and cut[0x1, 0][ECX] >> 28 & 1  # XSAVE, AVX on
+    for leaf, subleaf in [(0x1, 0), (0x7, 0), (0xD, 1)]:
+        assert guest_sees(world, leaf, subleaf, xsave=xsave) == cut[leaf, subleaf]
 
 
 def test_get_vp_cpuid_values_and_the_guest_see_the_partitions_features() -> None:
-    sim, pid = boot(disabled=1 << AES | 1 << SMEP | 1 << RDTSCP)
-    leaf1, leaf7, ext = query(sim, pid, [1, 7, 0x8000_0001])
+    """Bank 0 through the reference host's boot (PartitionSpec.disabled_features)."""
+    sim = Simulation(0)
+    host = ReferenceHost(sim)
+    guest = Program(loop=(Cpuid(1), Cpuid(7), Cpuid(0x8000_0001)), max_loops=1)
+    disabled = 1 << AES | 1 << SMEP | 1 << RDTSCP
+    spec = PartitionSpec(vps=1, program=lambda _i: guest, disabled_features=(disabled, 0))
+    pid = sim.run_process(host.boot(spec))
+    sim.run(sim.now_ns + 1_000_000)
+    header = GET_VP_CPUID_VALUES_HEADER.pack(GetVpCpuidValuesHeader(pid, 0, 0, 0, 0))
+    body = b"".join(CPUID_QUERY.pack(CpuidQuery(leaf, 0, 0, 0)) for leaf in (1, 7, 0x8000_0001))
+    res = sim.hypercall(control(HypercallCode.GetVpCpuidValues, rep_count=3), header + body)
+    assert res.status is S.SUCCESS and res.reps_completed == 3
+    leaf1, leaf7, ext = (struct.unpack_from("<IIII", res.output, 16 * i) for i in range(3))
     assert not leaf1[2] >> 25 & 1 and leaf1[2] >> 20 & 1  # AES off, SSE4.2 still on
     assert not leaf7[1] >> 7 & 1 and leaf7[1] >> 3 & 1  # SMEP off, BMI1 still on
     assert not ext[3] >> 27 & 1 and ext[3] >> 29 & 1  # RDTSCP off, long mode still on
-    guest = sim.vp_actor(pid, 0)
-    assert guest is not None and guest.values == [leaf1[0], leaf7[0], ext[0]]
+    actor = sim.vp_actor(pid, 0)
+    assert actor is not None and actor.values == [leaf1[0], leaf7[0], ext[0]]
     regs = sim.hv.partitions[pid].vps[0].regs
     assert (regs[R.Rax], regs[R.Rbx], regs[R.Rcx], regs[R.Rdx]) == ext  # the last CPUID's result
 
 
-def test_a_partition_without_disabled_features_sees_the_full_model() -> None:
-    sim, pid = boot(disabled=0)
-    assert query(sim, pid, [1, 7]) == [cpuid_model(1, 0), cpuid_model(7, 0)]
+# --- dependencies ---------------------------------------------------------------------------------
+def test_disabling_xsave_hides_everything_that_needs_it(world: World) -> None:
+    cut = cpuid_values(world, new_child(world, xsave=1 << X.XSAVE))
+    leaf1, leaf7, leaf7_1 = cut[0x1, 0], cut[0x7, 0], cut[0x7, 1]
+    for bit in (26, 28, 12, 29):  # XSAVE, AVX, FMA, F16C (bank 0, but VEX-encoded)
+        assert not leaf1[ECX] >> bit & 1, bit
+    for bit in (5, 16, 17, 21, 28, 30, 31):  # AVX2, AVX512 F DQ IFMA CD BW VL
+        assert not leaf7[EBX] >> bit & 1, bit
+    for bit in (1, 6, 7, 9, 10, 11, 12, 14):  # VBMI VBMI2 CET_SS VAES VPCLMULQDQ VNNI BITALG VPOPCNTDQ
+        assert not leaf7[ECX] >> bit & 1, bit
+    for bit in (20, 22, 23, 24, 25):  # CET_IBT AMX-BF16 AVX512_FP16 AMX-TILE AMX-INT8
+        assert not leaf7[EDX] >> bit & 1, bit
+    assert not leaf7_1[EAX] >> 4 & 1 and not leaf7_1[EAX] >> 5 & 1  # AVX-VNNI, AVX512_BF16
+    assert all(cut[q] == (0, 0, 0, 0) for q in XSAVE_SUBLEAVES)  # no XSAVE leaf at all
+    # Untouched: SSE4.2 AES TSC-deadline; BMI1 SMEP; GFNI (legacy-SSE forms) LA57; SERIALIZE; FSRS.
+    assert leaf1[ECX] >> 20 & 1 and leaf1[ECX] >> 25 & 1 and leaf1[ECX] >> 24 & 1
+    assert leaf7[EBX] >> 3 & 1 and leaf7[EBX] >> 7 & 1
+    assert leaf7[ECX] >> 8 & 1 and leaf7[ECX] >> 16 & 1 and leaf7[EDX] >> 14 & 1
+    assert leaf7_1[EAX] >> 11 & 1
+    assert guest_sees(world, 0x1, xsave=1 << X.XSAVE) == leaf1
+    assert guest_sees(world, 0xD, 0, xsave=1 << X.XSAVE) == (0, 0, 0, 0)
+
+
+def test_disabling_avx_keeps_xsave_and_amx_but_hides_the_vector_extensions(world: World) -> None:
+    cut = cpuid_values(world, new_child(world, xsave=1 << X.AVX))
+    leaf1, leaf7 = cut[0x1, 0], cut[0x7, 0]
+    assert leaf1[ECX] >> 26 & 1 and not leaf1[ECX] >> 28 & 1  # XSAVE on, AVX off
+    assert not leaf1[ECX] >> 12 & 1 and not leaf1[ECX] >> 29 & 1  # FMA, F16C off
+    assert leaf7[EBX] & (1 << 5 | 1 << 16 | 1 << 31) == 0  # AVX2, AVX512F, AVX512VL off
+    assert leaf7[ECX] & (1 << 9 | 1 << 10) == 0 and leaf7[ECX] >> 8 & 1  # VAES VPCLMULQDQ off; GFNI on
+    assert leaf7[EDX] >> 24 & 1 and not leaf7[EDX] >> 23 & 1  # AMX-TILE on, AVX512_FP16 off
+    assert cut[0x7, 1][EAX] & 0b11_0000 == 0  # AVX-VNNI, AVX512_BF16 off
+    assert cut[0xD, 0] == (0x6_0003, 576, 11008, 0)  # x87 SSE and the tiles: no YMM/ZMM state
+    assert cut[0xD, 1][EAX] == 0x1F  # the XSAVE instructions stay
+    assert cut[0xD, 2] == cut[0xD, 5] == cut[0xD, 7] == (0, 0, 0, 0)
+    assert guest_sees(world, 0xD, 0, xsave=1 << X.AVX) == cut[0xD, 0]
+
+
+def test_disabling_avx512f_hides_every_avx512_extension_and_its_state(world: World) -> None:
+    cut = cpuid_values(world, new_child(world, xsave=1 << X.AVX512F))
+    leaf7 = cut[0x7, 0]
+    assert leaf7[EBX] & (1 << 16 | 1 << 17 | 1 << 21 | 1 << 28 | 1 << 30 | 1 << 31) == 0
+    assert leaf7[ECX] & (1 << 1 | 1 << 6 | 1 << 11 | 1 << 12 | 1 << 14) == 0
+    assert not leaf7[EDX] >> 23 & 1 and not cut[0x7, 1][EAX] >> 5 & 1  # FP16, BF16
+    assert leaf7[EBX] >> 5 & 1 and cut[0x7, 1][EAX] >> 4 & 1  # AVX2 and AVX-VNNI stay
+    assert leaf7[ECX] & (1 << 8 | 1 << 9 | 1 << 10) == 0b111 << 8  # GFNI VAES VPCLMULQDQ stay
+    assert cut[0xD, 0] == (0x6_0007, 576, 11008, 0)
+
+
+def test_disabling_xsaves_hides_cet_and_its_supervisor_state(world: World) -> None:
+    cut = cpuid_values(world, new_child(world, xsave=1 << X.XSAVES))
+    assert cut[0xD, 1] == (0x17, 576, 0, 0)  # no XSAVES, no IA32_XSS components
+    assert not cut[0x7, 0][ECX] >> 7 & 1 and not cut[0x7, 0][EDX] >> 20 & 1  # CET_SS, CET_IBT
+    assert cut[0xD, 11] == cut[0xD, 12] == (0, 0, 0, 0)
+
+
+def test_disabling_one_cet_feature_keeps_the_cet_state_for_the_other(world: World) -> None:
+    cut = cpuid_values(world, new_child(world, (0, 1 << CET_SS)))
+    assert cut[0xD, 1][ECX] == 0x1800 and cut[0x7, 0][EDX] >> 20 & 1
+    both = cpuid_values(world, new_child(world, (0, 1 << CET_SS | 1 << CET_IBT)))
+    assert both[0xD, 1] == (0x1F, 576, 0, 0) and both[0xD, 11] == (0, 0, 0, 0)
+
+
+def test_disabling_xfd_hides_amx_and_the_tile_state(world: World) -> None:
+    cut = cpuid_values(world, new_child(world, xsave=1 << X.XFD))
+    assert cut[0x7, 0][EDX] & (1 << 22 | 1 << 24 | 1 << 25) == 0  # AMX-BF16, AMX-TILE, AMX-INT8
+    assert cut[0x7, 0][EDX] >> 23 & 1  # AVX512_FP16 stays
+    assert cut[0xD, 0] == (0xE7, 576, 2688, 0)  # state up to Hi16_ZMM
+    assert cut[0xD, 1][EAX] == 0x0F and cut[0xD, 17] == cut[0xD, 18] == (0, 0, 0, 0)
+
+
+# --- any masks --------------------------------------------------------------------------------------
+def _masks(mapping: dict[int, CpuidBit]) -> st.SearchStrategy[int]:
+    few = st.sets(st.sampled_from(sorted(mapping)), max_size=4).map(lambda bits: sum(1 << b for b in bits))
+    return st.one_of(few, st.integers(0, 2**64 - 1))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(bank0=_masks(DISABLEABLE), bank1=_masks(MAPS[Bank.FEATURES1]), xsave=_masks(MAPS[Bank.XSAVE]))
+def test_any_disabled_masks_leave_a_consistent_subset_of_the_processor(
+    make_world: MakeWorld, bank0: int, bank1: int, xsave: int
+) -> None:
+    world = make_world()
+    full = cpuid_values(world, new_child(world))
+    cut = cpuid_values(world, new_child(world, (bank0, bank1), xsave))
+    for query in QUERIES:
+        if query[0] != 0xD:
+            assert all(c & ~f == 0 for c, f in zip(cut[query], full[query], strict=True)), query
+        elif query[1] >= 2:
+            assert cut[query] in (full[query], (0, 0, 0, 0)), query  # a component stays or goes
+    for subleaf, masks in ((0, (EAX, EDX)), (1, (EAX, ECX, EDX))):  # XCR0 / flags and IA32_XSS
+        got, whole = cut[0xD, subleaf], full[0xD, subleaf]
+        assert all(got[r] & ~whole[r] == 0 for r in masks), subleaf
+        assert got[EBX] in (whole[EBX], 0)  # the size at reset, or nothing without XSAVE
+    assert cut[0xD, 0][ECX] <= full[0xD, 0][ECX]  # the largest area only shrinks
+    asked = (bank0, bank1, xsave)
+    for bank, mapping in MAPS.items():
+        for bit, where in mapping.items():
+            if asked[bank] >> bit & 1:
+                assert not seen(cut, where), (bank.name, bit)
+    for need, needers in ALSO_DISABLES.items():  # what is seen is closed under the dependencies
+        if not seen(cut, MAPS[need.bank][need.bit]):
+            assert not any(seen(cut, MAPS[f.bank][f.bit]) for f in needers), need
+    check_xsave_leaf(cut)
+    assert cut == {q: cpuid_model(*q, (bank0, bank1), xsave) for q in QUERIES}
