@@ -1,7 +1,9 @@
 """``hvsim trace DIR``: the event log as a Chrome / Perfetto trace (``DIR/trace.json``).
 
-Trace-event JSON format (``{"displayTimeUnit": "ns", "traceEvents": [...]}``; ``ts``/``dur`` in
-microseconds as in the format's definition, exact to the ns). Only documented phases and fields:
+Trace-event JSON format (``{"traceEvents": [...]}``; ``ts``/``dur`` in microseconds as in the
+format's definition, exact to the ns). No ``displayTimeUnit``: Perfetto's importer ignores it (and
+lists it in the trace's stats) while older versions read every ``ts``/``dur`` in that unit, so "ns"
+would shrink the timeline a thousandfold there. Only documented phases and fields:
 
 * a process per partition (``process_name`` "root partition" / "partition N"); a thread per VP
   ("VP k") and a "host" thread in the root process. Thread ids are unique numbers from
@@ -54,8 +56,9 @@ def _nests(outer: str, inner: str) -> bool:
 
 
 def us(ns: int) -> float:
-    """*ns* as microseconds, nudged up by one ulp where needed so that ``int(us * 1000) == ns``
-    (trace readers multiply by 1000 and truncate)."""
+    """*ns* as microseconds, nudged up by one ulp where needed so that ``int(us * 1000) == ns``:
+    Perfetto's importer rounds ``us * 1000`` to the nearest ns, older versions (and other readers)
+    truncate it, and both then give *ns*."""
     x = ns / 1000
     if int(x * 1000.0) != ns:
         x = math.nextafter(x, math.inf)
@@ -345,7 +348,7 @@ def build_trace(records: list[dict[str, Any]], root: int = 1, end_ns: int | None
             builder.record(rec)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise bad_record(EVENTS_FILE, rec, exc) from None
-    return {"displayTimeUnit": "ns", "traceEvents": builder.events()}
+    return {"traceEvents": builder.events()}
 
 
 def write_trace(run_dir: str | Path) -> Path:
