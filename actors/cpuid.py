@@ -38,10 +38,31 @@ Linux's cpuid-deps.c); AVX-VNNI needs AVX2; AMX-TILE needs XFD and AMX-BF16/INT8
 CET (bank 1 CetSs, CetIbt) needs XSAVES for its supervisor state. GFNI stands alone: it has
 legacy-SSE forms.
 
-Register state the model does not track reads as at reset: CPUID.1:ECX.OSXSAVE (bit 27, a mirror of
-CR4.OSXSAVE) stays clear, and the XSAVE area sizes for the enabled XCR0 | IA32_XSS (leaf 0xD EBX
-of subleaves 0 and 1) are those of XCR0 = x87, 576 bytes. (GetVpCpuidValues's Xfem / Xss inputs
-are not applied either.)
+Leaf 0xD's two size fields follow the XSAVE feature masks in force (``cpuid_model``'s *xfem*, the
+XCR0 value, and *xss*, IA32_XSS), as the Intel SDM (vol. 1 13.2, 13.4.3) defines them; a component
+counts only if the partition has it (enumerated in leaf 0xD after the disabled features), so a mask
+bit naming a component the partition lacks, or one the processor never had, counts for nothing:
+
+* subleaf 0 EBX, the standard-format size for XCR0: the largest offset + size over the user
+  components enabled in *xfem*, at least 576 (the 512-byte x87/SSE legacy region and the 64-byte
+  XSAVE header, present whatever XCR0 holds). Supervisor components have no standard-format offset
+  and never count here.
+* subleaf 1 EBX, the compacted-format (XSAVES) size for XCR0 | IA32_XSS: from 576, each component
+  i >= 2 enabled in *xfem* | *xss*, in increasing i, is placed right after the previous one, first
+  rounded up to a multiple of 64 if its alignment bit (ECX bit 1 of subleaf i) is set; the size is
+  where the last one ends (576 if none). User and supervisor components are taken from the union
+  alike (the hardware keeps user bits in XCR0 and supervisor bits in IA32_XSS; the inputs are not
+  checked for that).
+* Subleaf 0 ECX stays the largest standard-format size of every user component the partition has,
+  whatever XCR0 enables, and subleaf 0 EAX/EDX and subleaf 1 ECX/EDX the supported masks.
+
+The guest's CPUID instruction reads the VP's HvX64RegisterXfem (XCR0; x87 at reset) and
+HvX64RegisterXss (IA32_XSS; 0 at reset); GetVpCpuidValues uses each query element's Xfem / Xss, or
+with UseVpXfemXss those two registers of the VP. The defaults (*xfem* 1, *xss* 0) give the reset
+sizes, 576 bytes.
+
+Other register state the model does not track reads as at reset: CPUID.1:ECX.OSXSAVE (bit 27, a
+mirror of CR4.OSXSAVE) stays clear.
 """
 
 from __future__ import annotations
@@ -324,18 +345,39 @@ def effective_disabled(disabled: tuple[int, int] = (0, 0), disabled_xsave: int =
     return frozenset(off)
 
 
-def _xsave_leaf(subleaf: int, off: frozenset[Feature]) -> tuple[int, int, int, int]:
-    """CPUID.(0xD, *subleaf*) with the state components the features left on keep."""
+def standard_size(kept: dict[int, tuple[int, int, int, tuple[Feature, ...]]], xcr0: int) -> int:
+    """The standard-format XSAVE area for the user components of *kept* enabled in *xcr0*: where the
+    last of them ends, at least the legacy region and header (576)."""
+    ends = [size + offset for c, (size, offset, flags, _) in kept.items() if xcr0 >> c & 1 and not flags & 1]
+    return max([_XSAVE_BASE_SIZE, *ends])
+
+
+def compacted_size(kept: dict[int, tuple[int, int, int, tuple[Feature, ...]]], enabled: int) -> int:
+    """The compacted-format XSAVE area for the components of *kept* enabled in *enabled* (XCR0 |
+    IA32_XSS): each placed after the previous one, at the next multiple of 64 if 64-byte aligned."""
+    end = _XSAVE_BASE_SIZE
+    for c in sorted(kept):
+        size, _, flags, _ = kept[c]
+        if enabled >> c & 1:
+            if flags & 2:
+                end = -(-end // 64) * 64
+            end += size
+    return end
+
+
+def _xsave_leaf(subleaf: int, off: frozenset[Feature], xfem: int, xss: int) -> tuple[int, int, int, int]:
+    """CPUID.(0xD, *subleaf*) with the state components the features left on keep, the sizes for
+    XCR0 = *xfem* and IA32_XSS = *xss*."""
     if XSAVE in off:
         return 0, 0, 0, 0
     kept = {c: v for c, v in _COMPONENTS.items() if any(f not in off for f in v[3])}
     if subleaf == 0:
         xcr0 = 0b11 | sum(1 << c for c, v in kept.items() if not v[2] & 1)  # x87, SSE and the rest
-        largest = max([_XSAVE_BASE_SIZE] + [v[0] + v[1] for v in kept.values() if not v[2] & 1])
-        return xcr0 & 0xFFFF_FFFF, _XSAVE_BASE_SIZE, largest, xcr0 >> 32
+        largest = standard_size(kept, xcr0)
+        return xcr0 & 0xFFFF_FFFF, standard_size(kept, xfem), largest, xcr0 >> 32
     if subleaf == 1:  # XSAVEOPT XSAVEC XGETBV1 XSAVES XFD (cleared bit by bit); IA32_XSS bits
-        xss = sum(1 << c for c, v in kept.items() if v[2] & 1)
-        return 0x1F, _XSAVE_BASE_SIZE, xss & 0xFFFF_FFFF, xss >> 32
+        supervisor = sum(1 << c for c, v in kept.items() if v[2] & 1)
+        return 0x1F, compacted_size(kept, xfem | xss), supervisor & 0xFFFF_FFFF, supervisor >> 32
     if subleaf not in kept:
         return 0, 0, 0, 0
     size, offset, flags, _ = kept[subleaf]
@@ -343,14 +385,24 @@ def _xsave_leaf(subleaf: int, off: frozenset[Feature]) -> tuple[int, int, int, i
 
 
 def cpuid_model(
-    leaf: int, subleaf: int, disabled: tuple[int, int] = (0, 0), disabled_xsave: int = 0
+    leaf: int,
+    subleaf: int,
+    disabled: tuple[int, int] = (0, 0),
+    disabled_xsave: int = 0,
+    *,
+    xfem: int = 1,
+    xss: int = 0,
 ) -> tuple[int, int, int, int]:
     """EAX, EBX, ECX, EDX for *leaf* / *subleaf* on a partition created with DisabledProcessorFeatures
-    banks *disabled* and DisabledProcessorXsaveFeatures *disabled_xsave*."""
+    banks *disabled* and DisabledProcessorXsaveFeatures *disabled_xsave*, with XCR0 = *xfem* and
+    IA32_XSS = *xss* in force (they set leaf 0xD's sizes; the defaults are the reset values)."""
     if leaf not in SUBLEAF_LEAVES:
         subleaf = 0
     off = effective_disabled(disabled, disabled_xsave)
-    values = list(_xsave_leaf(subleaf, off) if leaf == 0xD else _LEAVES.get((leaf, subleaf), (0, 0, 0, 0)))
+    if leaf == 0xD:
+        values = list(_xsave_leaf(subleaf, off, xfem, xss))
+    else:
+        values = list(_LEAVES.get((leaf, subleaf), (0, 0, 0, 0)))
     for feature, register, bit in _AT.get((leaf, subleaf), ()):
         if feature in off:
             values[register] &= ~(1 << bit)

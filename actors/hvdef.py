@@ -464,6 +464,7 @@ class RegisterName(IntEnum):
     Cstar = 0x0008000A
     Sfmask = 0x0008000B
     InitialApicId = 0x0008000C
+    Xss = 0x0008008B
     VpRuntime = 0x00090000
     Hypercall = 0x00090001
     GuestOsId = 0x00090002

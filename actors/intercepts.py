@@ -230,7 +230,14 @@ class InterceptCalls(HvState):
             vp.index,
             a.address,
             a.subleaf,
-            cpuid_model(a.address, a.subleaf, p.disabled_processor_features, p.disabled_xsave_features),
+            cpuid_model(
+                a.address,
+                a.subleaf,
+                p.disabled_processor_features,
+                p.disabled_xsave_features,
+                xfem=vp.regs[R.Xfem],  # XCR0
+                xss=vp.regs[R.Xss],
+            ),
         )
         hit = p.intercepts.get((int(IT.X64Cpuid), a.address), 0) & INTERCEPT_EXECUTE
         if registered or not (hit or p.intercepts.get((int(IT.X64GlobalCpuid), 0), 0)):

@@ -232,11 +232,20 @@ class InterruptCalls(HvState):
         if hdr.flags & ~0x3 or hdr.reserved or hdr.padding:
             return S.INVALID_PARAMETER
         data, base, out = call.input, 24 + call.var_bytes, call.output
+        # UseVpXfemXss: the VP's XCR0 (HvX64RegisterXfem) and IA32_XSS (HvX64RegisterXss).
+        regs = target.vps[hdr.vp_index].regs
+        vp_xfem_xss = (regs[R.Xfem], regs[R.Xss]) if hdr.flags & 0x1 else None
         i = call.rep_start
         while i < call.rep_limit:
             query = CPUID_QUERY.unpack(data, base + CPUID_QUERY.size * i)
+            xfem, xss = vp_xfem_xss or (query.xfem, query.xss)
             result = cpuid_model(
-                query.eax, query.ecx, target.disabled_processor_features, target.disabled_xsave_features
+                query.eax,
+                query.ecx,
+                target.disabled_processor_features,
+                target.disabled_xsave_features,
+                xfem=xfem,
+                xss=xss,
             )
             if hdr.flags & APPLY_REGISTERED_VALUES:
                 result, _ = self.registered_cpuid(target, hdr.vp_index, query.eax, query.ecx, result)

@@ -119,6 +119,8 @@ SPECS: dict[int, RegSpec] = {
     R.Cstar: RegSpec(),
     R.Sfmask: RegSpec(),
     R.InitialApicId: RegSpec(width_bits=32),
+    # IA32_XSS: the supervisor state components the model processor has (CET_U 11, CET_S 12).
+    R.Xss: RegSpec(reserved_mask=_U64 & ~(0b11 << 11)),
     R.VpRuntime: RegSpec(read_only=True),
     R.Hypercall: RegSpec(reserved_mask=0xFFC),
     R.GuestOsId: RegSpec(),

@@ -5,12 +5,14 @@ HV_PARTITION_PROCESSOR_XSAVE_FEATURES).
 Partitions are created with their disabled features in the CreatePartition input; what they see is
 read back with GetVpCpuidValues and with the guest's own CPUID instruction (RAX-RDX afterwards, read
 with GetVpRegisters). Expected CPUID bit positions are written out from the SDM, not taken from the
-model's tables, except where a test sweeps every mapped feature.
+model's tables, except where a test sweeps every mapped feature. Leaf 0xD's XSAVE area sizes for an
+XCR0 (XFEM) / IA32_XSS are computed here from the SDM's state-component table (``SDM_COMPONENTS``).
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pytest
@@ -62,11 +64,17 @@ XSAVE_SUBLEAVES = [(0xD, n) for n in range(19)]
 
 # --- helpers ------------------------------------------------------------------------------------
 def new_child(
-    world: World, disabled: tuple[int, int] = (0, 0), xsave: int = 0, guest: tuple[int, int] | None = None
+    world: World,
+    disabled: tuple[int, int] = (0, 0),
+    xsave: int = 0,
+    guest: tuple[int, int] | None = None,
+    *,
+    vps: tuple[int, ...] = (0,),
+    regs: Sequence[tuple[int, int]] = (),
 ) -> int:
-    """An ACTIVE child of the root created with DisabledProcessorFeatures *disabled* and
-    DisabledProcessorXsaveFeatures *xsave*; with *guest* = (leaf, subleaf), its VP 0 runs that one
-    CPUID and halts."""
+    """An ACTIVE child of the root (with VPs *vps*) created with DisabledProcessorFeatures *disabled*
+    and DisabledProcessorXsaveFeatures *xsave*; *regs* are written to VP 0 before it starts; with
+    *guest* = (leaf, subleaf), its VP 0 runs that one CPUID and halts."""
     data = CREATE_PARTITION_INPUT.pack(
         CreatePartitionInput(0, 0, HV_COMPATIBILITY_21_H2, 0, *disabled, xsave, 0)
     )
@@ -75,7 +83,9 @@ def new_child(
     pid = PARTITION_ID_OUTPUT.unpack(res.output).partition_id
     if guest is not None:
         world.sim.load_guest(pid, Program(loop=(Cpuid(*guest),), max_loops=1))
-    world.activate(pid)
+    world.activate(pid, vps=vps)
+    if regs:
+        assert world.set_registers(pid, 0, regs).status is S.SUCCESS
     if guest is not None:
         assert world.set_registers(pid, 0, [(R.ExplicitSuspend, 0)]).status is S.SUCCESS
         world.sim.run(world.sim.now_ns + 1_000_000)
@@ -371,3 +381,223 @@ def test_any_disabled_masks_leave_a_consistent_subset_of_the_processor(
             assert not any(seen(cut, MAPS[f.bank][f.bit]) for f in needers), need
     check_xsave_leaf(cut)
     assert cut == {q: cpuid_model(*q, (bank0, bank1), xsave) for q in QUERIES}
+
+
+# --- XSAVE area sizes for the XFEM / XSS in force ---------------------------------------------------
+#: The SDM's state components (vol. 1 13.2-13.5, table 13-1 sizes): n -> (size, standard-format offset
+#: (0: supervisor, none), 64-byte aligned when compacted). PKRU (9) is listed though this processor has
+#: no PKU: a mask naming it counts nothing.
+SDM_COMPONENTS: dict[int, tuple[int, int, bool]] = {
+    2: (256, 576, False),  # AVX: YMM_Hi128
+    5: (64, 1088, False),  # AVX-512 opmask
+    6: (512, 1152, False),  # ZMM_Hi256
+    7: (1024, 1664, False),  # Hi16_ZMM
+    9: (8, 2688, False),  # PKRU
+    11: (16, 0, False),  # CET_U (supervisor)
+    12: (24, 0, False),  # CET_S (supervisor)
+    17: (64, 2752, True),  # AMX TILECFG
+    18: (8192, 2816, True),  # AMX TILEDATA
+}
+X87_SSE, AVX_STATE, AVX512_STATE, AMX_STATE, PKRU_STATE = 0b11, 1 << 2, 0b111 << 5, 0b11 << 17, 1 << 9
+CET_STATE = 0b11 << 11
+USE_VP_XFEM_XSS, APPLY_REGISTERED = 0x1, 0x2  # HV_GET_VP_CPUID_VALUES_FLAGS
+
+
+def expected_sizes(xfem: int, xss: int, values: dict[tuple[int, int], Values]) -> tuple[int, int]:
+    """Leaf 0xD EBX of subleaves 0 and 1 from the SDM table, for the components the partition
+    enumerates (its XCR0 / IA32_XSS support masks in *values*): the standard-format area for the user
+    components in *xfem*, the compacted area for the components in *xfem* | *xss*."""
+    has = values[0xD, 0][EAX] | values[0xD, 0][EDX] << 32 | values[0xD, 1][ECX] | values[0xD, 1][EDX] << 32
+    standard = 512 + 64  # legacy region and header, whatever XCR0 holds
+    for n, (size, offset, _) in SDM_COMPONENTS.items():
+        if offset and has >> n & 1 and xfem >> n & 1:
+            standard = max(standard, offset + size)
+    compacted = 512 + 64
+    for n, (size, _, aligned) in sorted(SDM_COMPONENTS.items()):
+        if has >> n & 1 and (xfem | xss) >> n & 1:
+            compacted = (compacted + 63) // 64 * 64 if aligned else compacted
+            compacted += size
+    return standard, compacted
+
+
+def xsave_sizes(
+    world: World, pid: int, xfem: int, xss: int = 0, *, flags: int = 0, vp: int = 0
+) -> tuple[int, int]:
+    """Leaf 0xD EBX of subleaves 0 and 1 from GetVpCpuidValues for VP *vp* of *pid*, with the
+    elements' Xfem *xfem* and Xss *xss*."""
+    header = GET_VP_CPUID_VALUES_HEADER.pack(GetVpCpuidValuesHeader(pid, vp, flags, 0, 0))
+    body = b"".join(CPUID_QUERY.pack(CpuidQuery(0xD, n, xfem, xss)) for n in (0, 1))
+    res = world.call(control(HypercallCode.GetVpCpuidValues, rep_count=2), header + body)
+    assert res.status is S.SUCCESS and res.reps_completed == 2
+    standard, compacted = struct.unpack_from("<4xI12xI8x", res.output)
+    return standard, compacted
+
+
+def test_the_model_enumerates_the_sdm_state_components(world: World) -> None:
+    full = cpuid_values(world, new_child(world))
+    for n, (size, offset, aligned) in SDM_COMPONENTS.items():
+        eax, ebx, ecx, edx = full[0xD, n]
+        if n == 9:
+            assert (eax, ebx, ecx, edx) == (0, 0, 0, 0) and not full[0x7, 0][ECX] >> 3 & 1  # no PKU
+            continue
+        assert (eax, ebx, ecx >> 1 & 1, ecx & 1, edx) == (size, offset, aligned, offset == 0, 0), n
+
+
+XFEM_SIZES = [
+    # XFEM, subleaf 0 EBX (standard), subleaf 1 EBX (compacted), both with XSS 0.
+    (0, 576, 576),
+    (1, 576, 576),  # the reset value: x87
+    (X87_SSE, 576, 576),
+    (X87_SSE | AVX_STATE, 832, 832),
+    (X87_SSE | AVX_STATE | AVX512_STATE, 2688, 2432),  # 1664 + 1024; 832 + 64 + 512 + 1024
+    (X87_SSE | AVX_STATE | AVX512_STATE | AMX_STATE, 11008, 10688),  # 2816 + 8192; 2432 + 64 + 8192
+    (X87_SSE | AMX_STATE, 11008, 8832),  # standard offsets are fixed; compacted: 576 + 64 + 8192
+    (X87_SSE | 1 << 5, 1152, 640),  # opmask alone
+    (X87_SSE | AVX_STATE | PKRU_STATE, 832, 832),  # no PKRU on this processor
+]
+
+
+@pytest.mark.parametrize(
+    ("xfem", "standard", "compacted"), XFEM_SIZES, ids=[hex(x) for x, _, _ in XFEM_SIZES]
+)
+def test_the_xsave_sizes_follow_the_elements_xfem(
+    world: World, xfem: int, standard: int, compacted: int
+) -> None:
+    pid = new_child(world)
+    full = cpuid_values(world, pid)
+    assert xsave_sizes(world, pid, xfem) == (standard, compacted) == expected_sizes(xfem, 0, full)
+    assert (
+        cpuid_model(0xD, 0, xfem=xfem)[EBX] == standard and cpuid_model(0xD, 1, xfem=xfem)[EBX] == compacted
+    )
+    assert cpuid_values(world, pid) == full  # an element's XFEM holds for that element only
+
+
+XSS_SIZES = [
+    # XFEM, XSS, subleaf 0 EBX, subleaf 1 EBX.
+    (X87_SSE, CET_STATE, 576, 616),  # 576 + 16 + 24: CET_U and CET_S are not aligned
+    (X87_SSE, 1 << 11, 576, 592),
+    (X87_SSE | AVX_STATE | AVX512_STATE, CET_STATE, 2688, 2472),  # 2432 + 16 + 24
+    # CET ends at 2472: TILECFG goes up to 2496 (aligned), TILEDATA follows at 2560.
+    (X87_SSE | AVX_STATE | AVX512_STATE | AMX_STATE, CET_STATE, 11008, 10752),
+    (X87_SSE, 1 << 8 | 1 << 10 | 1 << 15, 576, 576),  # PT, PASID, LBR: not on this processor
+]
+
+
+@pytest.mark.parametrize(("xfem", "xss", "standard", "compacted"), XSS_SIZES)
+def test_the_compacted_size_counts_the_supervisor_state_in_xss(
+    world: World, xfem: int, xss: int, standard: int, compacted: int
+) -> None:
+    pid = new_child(world)
+    full = cpuid_values(world, pid)
+    assert xsave_sizes(world, pid, xfem, xss) == (standard, compacted) == expected_sizes(xfem, xss, full)
+    assert xsave_sizes(world, pid, xfem, xss)[0] == xsave_sizes(world, pid, xfem)[0]  # XSS: subleaf 1 only
+
+
+def test_the_guests_cpuid_reads_the_vps_xfem(world: World) -> None:
+    xfem = X87_SSE | AVX_STATE | AVX512_STATE
+    assert guest_sees(world, 0xD, 0)[EBX] == 576  # Xfem at reset: x87
+    for subleaf, size in ((0, 2688), (1, 2432)):
+        pid = new_child(world, guest=(0xD, subleaf), regs=[(R.Xfem, xfem)])
+        assert world.register(pid, 0, R.Xfem) == xfem
+        assert world.register(pid, 0, R.Rbx) == size
+
+
+def test_use_vp_xfem_xss_reads_the_vps_xfem_and_ignores_the_elements(world: World) -> None:
+    pid = new_child(world, vps=(0, 1))
+    xfem = X87_SSE | AVX_STATE | AVX512_STATE | AMX_STATE
+    assert world.set_registers(pid, 1, [(R.Xfem, xfem)]).status is S.SUCCESS
+    assert world.register(pid, 0, R.Xfem) == 1 and world.register(pid, 1, R.Xfem) == xfem
+    # The elements' Xfem / Xss without the flag.
+    assert xsave_sizes(world, pid, X87_SSE, CET_STATE, vp=1) == (576, 616)
+    # With it, the VP's: VP 1's XFEM, and its XSS (0 at reset).
+    for flags in (USE_VP_XFEM_XSS, USE_VP_XFEM_XSS | APPLY_REGISTERED):
+        assert xsave_sizes(world, pid, X87_SSE, CET_STATE, flags=flags, vp=1) == (11008, 10688)
+        assert xsave_sizes(world, pid, xfem, CET_STATE, flags=flags, vp=0) == (576, 576)  # VP 0: reset
+    assert world.set_registers(pid, 1, [(R.Xfem, X87_SSE | AVX_STATE)]).status is S.SUCCESS
+    assert xsave_sizes(world, pid, 0, 0, flags=USE_VP_XFEM_XSS, vp=1) == (832, 832)  # the current value
+    assert world.set_registers(pid, 1, [(R.Xss, CET_STATE)]).status is S.SUCCESS
+    assert xsave_sizes(world, pid, 0, 0, flags=USE_VP_XFEM_XSS, vp=1) == (832, 872)  # + CET_U, CET_S
+    # Reserved flag bits still fail alongside UseVpXfemXss.
+    header = GET_VP_CPUID_VALUES_HEADER.pack(GetVpCpuidValuesHeader(pid, 1, USE_VP_XFEM_XSS | 0x4, 0, 0))
+    body = CPUID_QUERY.pack(CpuidQuery(0xD, 0, 0, 0))
+    res = world.call(control(HypercallCode.GetVpCpuidValues, rep_count=1), header + body)
+    assert res.status is S.INVALID_PARAMETER
+
+
+def test_ia32_xss_takes_only_the_supervisor_components_the_processor_has(world: World) -> None:
+    pid = new_child(world)
+    assert world.register(pid, 0, R.Xss) == 0
+    assert world.set_registers(pid, 0, [(R.Xss, CET_STATE)]).status is S.SUCCESS
+    for bad in (1 << 8, 1 << 13, 1):  # PT and HDC state (not on this processor), x87 (a user component)
+        assert world.set_registers(pid, 0, [(R.Xss, bad)]).status is not S.SUCCESS
+    assert world.register(pid, 0, R.Xss) == CET_STATE
+
+
+def test_the_guests_cpuid_reads_the_vps_xss(world: World) -> None:
+    pid = new_child(world, guest=(0xD, 1), regs=[(R.Xfem, X87_SSE | AVX_STATE), (R.Xss, CET_STATE)])
+    assert world.register(pid, 0, R.Rbx) == 872
+
+
+ALL_STATE = X87_SSE | AVX_STATE | AVX512_STATE | PKRU_STATE | AMX_STATE
+
+
+@pytest.mark.parametrize(
+    ("disabled", "xsave", "standard", "compacted"),
+    [
+        ((0, 0), 1 << X.AVX512F, 11008, 9152),  # tiles keep their offsets; 872 (CET) -> 896 + 64 + 8192
+        ((0, 0), 1 << X.AMX_TILE, 2688, 2472),  # 2432 + 16 + 24
+        ((0, 0), 1 << X.XFD, 2688, 2472),  # AMX-TILE needs XFD
+        ((0, 0), 1 << X.AVX, 11008, 8896),  # AVX takes AVX-512 along; 616 -> 640 + 64 + 8192
+        ((0, 1 << CET_SS | 1 << CET_IBT), 0, 11008, 10688),  # no CET state to count
+        ((0, 1 << CET_SS), 0, 11008, 10752),  # CET_IBT keeps it
+        ((0, 0), 1 << X.XSAVES, 11008, 10688),  # CET needs XSAVES
+        ((0, 0), 1 << X.XSAVE, 0, 0),  # no leaf 0xD at all
+    ],
+)
+def test_a_disabled_features_components_do_not_count_even_if_xfem_names_them(
+    world: World, disabled: tuple[int, int], xsave: int, standard: int, compacted: int
+) -> None:
+    pid = new_child(world, disabled, xsave)
+    assert xsave_sizes(world, pid, ALL_STATE, CET_STATE) == (standard, compacted)
+    if xsave != 1 << X.XSAVE:
+        assert (standard, compacted) == expected_sizes(ALL_STATE, CET_STATE, cpuid_values(world, pid))
+
+
+_STATE_BITS = sorted({0, 1, *SDM_COMPONENTS, 3, 8, 10, 13, 15, 16, 19, 63})
+_state_masks = st.one_of(
+    st.sets(st.sampled_from(_STATE_BITS)).map(lambda bits: sum(1 << b for b in bits)),
+    st.integers(0, 2**64 - 1),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    xfem=_state_masks,
+    more=_state_masks,
+    xss=_state_masks,
+    more_xss=_state_masks,
+    xsave=_masks(MAPS[Bank.XSAVE]),
+    bank1=st.sampled_from([0, 1 << CET_SS, 1 << CET_SS | 1 << CET_IBT]),
+)
+def test_the_xsave_sizes_grow_with_the_enabled_state(
+    make_world: MakeWorld, xfem: int, more: int, xss: int, more_xss: int, xsave: int, bank1: int
+) -> None:
+    world = make_world()
+    pid = new_child(world, (0, bank1), xsave)
+    values = cpuid_values(world, pid)
+    small, large = xsave_sizes(world, pid, xfem, xss), xsave_sizes(world, pid, xfem | more, xss | more_xss)
+    if not values[0x1, 0][ECX] >> 26 & 1:  # no XSAVE: no sizes
+        assert small == large == (0, 0)
+        return
+    assert small == expected_sizes(xfem, xss, values) and large == expected_sizes(
+        xfem | more, xss | more_xss, values
+    )
+    assert small[0] <= large[0] and small[1] <= large[1]  # monotone in the XFEM (and XSS) bits
+    assert small[0] >= 576 and small[1] >= 576
+    assert small[0] <= values[0xD, 0][ECX]  # never beyond the largest area (every user component)
+    assert xsave_sizes(world, pid, xfem, xss | more_xss)[0] == small[0]  # XSS: subleaf 1 only
+    model = (
+        cpuid_model(0xD, 0, (0, bank1), xsave, xfem=xfem, xss=xss),
+        cpuid_model(0xD, 1, (0, bank1), xsave, xfem=xfem, xss=xss),
+    )
+    assert (model[0][EBX], model[1][EBX]) == small
