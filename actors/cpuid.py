@@ -3,8 +3,63 @@ with Hyper-V's hypervisor leaves, minus the features the partition was created w
 
 The processor is an Intel server core of the Sapphire Rapids generation (family 6, model 0x8F):
 AVX-512 with FP16 and BF16, AMX, CET, XSAVEC/XSAVES/XFD; it reports leaves 0, 1, 6, 7 (subleaves
-0-2), 0xD (XSAVE: subleaves 0, 1 and one per state component), 0x8000_0001 and 0x8000_0007, and
-the hypervisor leaves 0x4000_0000-1. Leaves 7 and 0xD read their subleaf (ECX); the others ignore it.
+0-2), 0xB (x2APIC topology), 0xD (XSAVE: subleaves 0, 1 and one per state component), 0x8000_0001
+and 0x8000_0007, and the hypervisor leaves 0x4000_0000-0x4000_000A. Leaves 7, 0xB and 0xD read their
+subleaf (ECX); the others ignore it. The other leaves up to the maximum leaf 0 / 0x8000_0000 report
+read as zeros: 2-5 (leaf 4, the deterministic cache parameters, among them: no cache is described),
+8-0xA, 0xC, 0x8000_0002-0x8000_0006 (no brand string) and 0x8000_0008 (no address widths).
+
+Per VP (``cpuid_model``'s *apic_id*, the VP's HvX64RegisterInitialApicId: the VP index at reset,
+changeable with SetVpRegisters, and *vp_count*, the VPs the partition has when CPUID runs):
+
+* leaf 1 EBX[31:24], the initial APIC ID: the low 8 bits of *apic_id*. EBX[23:16] stays 0 and
+  EDX.HTT (bit 28) clear: leaf 0xB describes the topology.
+* leaf 0xB, the x2APIC topology of one package with one logical processor per core: subleaf 0 is
+  the SMT level (EAX shift 0, EBX 1 logical processor, ECX[15:8] level type 1), subleaf 1 the core
+  level (EAX shift ceil(log2(*vp_count*)), EBX *vp_count*, ECX[15:8] type 2); subleaf 2 and above
+  are the invalid level (EAX = EBX = 0, ECX[15:8] = 0). ECX[7:0] is the subleaf and EDX the x2APIC
+  ID (*apic_id*, all 32 bits) at every subleaf, as the SDM has it. The shift follows the VP count,
+  not the IDs: APIC IDs set at or beyond 2**shift put a VP in another "package" (x2APIC ID >>
+  shift), as they would on hardware.
+
+The hypervisor leaves (TLFS "Feature and Interface Discovery"; the constants are below):
+
+* 0x4000_0000: max hypervisor leaf 0x4000_000A, "Microsoft Hv"; 0x4000_0001: "Hv#1".
+* 0x4000_0002 (system identity): ``HYPERVISOR_VERSION`` of ``actors/registers.py`` as
+  HvRegisterHypervisorVersion returns it: EAX build, EBX major.minor, ECX service pack, EDX service
+  branch / number.
+* 0x4000_0003 (features): EAX / EBX the partition's HV_PARTITION_PRIVILEGE_MASK as it is when CPUID
+  runs (*privileges*; a parent changes it with PrivilegeFlags before InitializePartition).
+  HvRegisterPrivilegesAndFeaturesInfo holds the same leaf as 128 bits (EAX in bits 31:0 ... EDX in
+  127:96, ``features_info``). ECX (power management) 0. EDX
+  (``HV_FEATURES_EDX``): only the optional features the simulator provides: bit 4, XMM registers for
+  fast hypercall input (``actors/hypercall.py`` takes a fast call's input block of up to 112 bytes,
+  RDX, R8 then XMM0-5); bit 15, hypercall output via XMM registers (a fast call's output comes back
+  in the same block, input + output at most 112 bytes); bit 17, SINT polling mode (SINTx bit 18 is
+  accepted, and a message or event on a polling SINT raises no interrupt: ``actors/messages.py``);
+  bit 10, guest crash MSRs (RDMSR / WRMSR of 0x4000_0100 - 0x4000_0105 reach the crash registers
+  HvRegisterGuestCrashP0-4 / Ctl: ``VIRTUAL_MSRS`` in ``actors/intercepts.py``). Left clear: the
+  MWAIT bit 0 (deprecated), debugging, PMU, idle, timer-frequency, machine-check, NPIEP, extended
+  GVA ranges (the flush list reads bits 11:0 as a page count only), hypercall-MSR lock and
+  synthetic-timer bits: nothing of those exists here.
+* 0x4000_0004 (recommendations, ``HV_RECOMMENDATIONS_EAX``): EAX bit 2 only, hypercalls for remote
+  TLB flushes (FlushVirtualAddressSpace / List flush the named VPs' translation caches; a guest has
+  no other way to reach another VP's TLB here). Not the Ex (sparse processor set) or
+  SyntheticClusterIpi bits: those calls do not exist. EBX 0xFFFF_FFFF: never notify a long spin wait
+  (there is no NotifyLongSpinWait). ECX (ImplementedPhysicalAddressBits) 0, "not reported", as leaf
+  0x8000_0008 reports no address widths either.
+* 0x4000_0005 (limits): EAX the most VPs a partition can have (*max_vps*: HvConfig.max_vp_index + 1,
+  2048 by default; CreateVp refuses higher indices); EBX (logical processors) 0, "not exposed": the
+  host has HvConfig.root_vps LPs but no supported maximum is modelled; ECX 0, no interrupt remapping.
+* 0x4000_0006 (hardware features in use): 0. The model has no host hardware to detect (no APIC
+  assist, MSR bitmaps, SLAT, IOMMU...), and hypervisor level 0: a child with CreatePartitions hosts
+  its own children on this same hypervisor, not as a nested one.
+* 0x4000_0007 / 0x4000_0008 (not described by the TLFS feature-discovery page): 0. 0x4000_0009 /
+  0x4000_000A (nested hypervisor features, enlightened VMCS): 0, no nested virtualization is
+  modelled. The maximum stays
+  0x4000_000A, as before: a guest that reads the nested leaves finds "no nested features". (The TLFS
+  asks for at least 0x4000_0005, so 0x4000_0006 would do as well; the intercept tests expect
+  0x4000_000A in the default CPUID result they carry.)
 
 CreatePartition's properties name the features a partition is created without, and each mapped
 feature's CPUID bit is cleared (feature bit -> ``CpuidBit(leaf, subleaf, register, bit)``):
@@ -71,7 +126,21 @@ import functools
 from enum import IntEnum
 from typing import NamedTuple
 
+from hvsim.actors.hvdef import HV_MAXIMUM_PROCESSORS
+from hvsim.actors.registers import HYPERVISOR_VERSION
+
 EAX, EBX, ECX, EDX = range(4)
+_U32 = 0xFFFF_FFFF
+
+#: CPUID 0x4000_0003 EDX, the optional features the simulator provides (the module docstring says
+#: where each is honoured): XMM fast hypercall input (4), XMM fast output (15), SINT polling (17).
+HV_FEATURES_EDX = 1 << 4 | 1 << 10 | 1 << 15 | 1 << 17
+#: CPUID 0x4000_0003 ECX: no power-management features.
+HV_FEATURES_ECX = 0
+#: CPUID 0x4000_0004 EAX: recommend hypercalls for remote TLB flushes (2).
+HV_RECOMMENDATIONS_EAX = 1 << 2
+#: CPUID 0x4000_0004 EBX: never notify the hypervisor of a long spin wait.
+HV_SPIN_NEVER_NOTIFY = 0xFFFF_FFFF
 
 
 class Bank(IntEnum):
@@ -146,6 +215,17 @@ _LEAVES: dict[tuple[int, int], tuple[int, int, int, int]] = {
     (0x7, 2): (0, 0, 0, 0x1),  # EDX: PSFD
     (0x4000_0000, 0): (0x4000_000A, 0x7263_694D, 0x666F_736F, 0x7648_2074),  # "Microsoft Hv"
     (0x4000_0001, 0): (0x3123_7648, 0, 0, 0),  # "Hv#1"
+    # Build, major.minor, service pack, service branch / number: HvRegisterHypervisorVersion.
+    (0x4000_0002, 0): (
+        HYPERVISOR_VERSION & _U32,
+        HYPERVISOR_VERSION >> 32 & _U32,
+        HYPERVISOR_VERSION >> 64 & _U32,
+        HYPERVISOR_VERSION >> 96 & _U32,
+    ),
+    (0x4000_0003, 0): (0, 0, HV_FEATURES_ECX, HV_FEATURES_EDX),  # EAX / EBX: the privilege mask (cpuid_model)
+    (0x4000_0004, 0): (HV_RECOMMENDATIONS_EAX, HV_SPIN_NEVER_NOTIFY, 0, 0),
+    (0x4000_0005, 0): (0, 0, 0, 0),  # EAX: the VP limit (cpuid_model); no LP limit, no remapping
+    (0x4000_0006, 0): (0, 0, 0, 0),  # no hardware features in use; not nested
     (0x8000_0000, 0): (0x8000_0008, 0, 0, 0),
     # LAHF/SAHF, LZCNT; NX, 1 GiB pages, RDTSCP, long mode.
     (0x8000_0001, 0): (0, 0, 0x0000_0021, 0x2C10_0800),
@@ -153,7 +233,7 @@ _LEAVES: dict[tuple[int, int], tuple[int, int, int, int]] = {
 }
 
 #: Leaves whose result depends on the subleaf; the others read as subleaf 0.
-SUBLEAF_LEAVES = frozenset({0x7, 0xD})
+SUBLEAF_LEAVES = frozenset({0x7, 0xB, 0xD})
 
 #: HV_PARTITION_PROCESSOR_FEATURES bank 0 bit -> the CPUID bit it removes.
 DISABLEABLE: dict[int, CpuidBit] = {
@@ -384,6 +464,23 @@ def _xsave_leaf(subleaf: int, off: frozenset[Feature], xfem: int, xss: int) -> t
     return size, offset, flags, 0  # an XFD-capable component (tile data) is kept only with XFD on
 
 
+def _topology_leaf(subleaf: int, apic_id: int, vp_count: int) -> tuple[int, int, int, int]:
+    """CPUID.(0xB, *subleaf*) on the VP with x2APIC ID *apic_id* of a partition with *vp_count* VPs:
+    one package of *vp_count* cores, one logical processor each."""
+    x2apic_id = apic_id & _U32
+    if subleaf == 0:  # SMT level: one thread per core, so the core ID is the x2APIC ID
+        return 0, 1, 0 | 1 << 8, x2apic_id
+    if subleaf == 1:  # core level: every VP of the partition
+        count = max(1, vp_count)
+        return (count - 1).bit_length(), count & 0xFFFF, 1 | 2 << 8, x2apic_id
+    return 0, 0, subleaf & 0xFF, x2apic_id  # the invalid level, and every subleaf after it
+
+
+def features_info(privileges: int) -> int:
+    """HvRegisterPrivilegesAndFeaturesInfo: CPUID 0x4000_0003 packed in 128 bits (EAX lowest)."""
+    return privileges | HV_FEATURES_ECX << 64 | HV_FEATURES_EDX << 96
+
+
 def cpuid_model(
     leaf: int,
     subleaf: int,
@@ -392,17 +489,35 @@ def cpuid_model(
     *,
     xfem: int = 1,
     xss: int = 0,
+    privileges: int = 0,
+    apic_id: int = 0,
+    vp_count: int = 1,
+    max_vps: int = HV_MAXIMUM_PROCESSORS,
 ) -> tuple[int, int, int, int]:
     """EAX, EBX, ECX, EDX for *leaf* / *subleaf* on a partition created with DisabledProcessorFeatures
     banks *disabled* and DisabledProcessorXsaveFeatures *disabled_xsave*, with XCR0 = *xfem* and
-    IA32_XSS = *xss* in force (they set leaf 0xD's sizes; the defaults are the reset values)."""
+    IA32_XSS = *xss* in force (they set leaf 0xD's sizes; the defaults are the reset values).
+
+    The partition and VP the leaf is read on: *privileges*, the partition's HV_PARTITION_PRIVILEGE_MASK
+    now (leaf 0x4000_0003 EAX / EBX); *apic_id*, the VP's HvX64RegisterInitialApicId (leaf 1 EBX[31:24],
+    leaf 0xB EDX); *vp_count*, the VPs the partition has (leaf 0xB's core level); *max_vps*, the most
+    VPs a partition can have (leaf 0x4000_0005 EAX). The defaults describe VP 0 of a one-VP partition
+    without privileges."""
     if leaf not in SUBLEAF_LEAVES:
         subleaf = 0
     off = effective_disabled(disabled, disabled_xsave)
     if leaf == 0xD:
         values = list(_xsave_leaf(subleaf, off, xfem, xss))
+    elif leaf == 0xB:
+        values = list(_topology_leaf(subleaf, apic_id, vp_count))
     else:
         values = list(_LEAVES.get((leaf, subleaf), (0, 0, 0, 0)))
+    if leaf == 0x1:
+        values[EBX] |= (apic_id & 0xFF) << 24  # initial APIC ID
+    elif leaf == 0x4000_0003:
+        values[EAX], values[EBX] = privileges & _U32, privileges >> 32 & _U32
+    elif leaf == 0x4000_0005:
+        values[EAX] = max_vps & _U32
     for feature, register, bit in _AT.get((leaf, subleaf), ()):
         if feature in off:
             values[register] &= ~(1 << bit)

@@ -69,6 +69,9 @@ VIRTUAL_MSRS: dict[int, int] = {
     0x1B: R.ApicBase, 0x174: R.SysenterCs, 0x175: R.SysenterEsp, 0x176: R.SysenterEip,
     0x277: R.Pat, 0xC0000080: R.Efer, 0xC0000081: R.Star, 0xC0000082: R.Lstar, 0xC0000083: R.Cstar,
     0xC0000084: R.Sfmask, 0xC0000102: R.KernelGsBase, 0x40000000: R.GuestOsId,
+    # The guest crash MSRs (HV_X64_MSR_CRASH_P0-P4, HV_X64_MSR_CRASH_CTL): CPUID 0x4000_0003 EDX bit 10.
+    0x40000100: R.GuestCrashP0, 0x40000101: R.GuestCrashP1, 0x40000102: R.GuestCrashP2,
+    0x40000103: R.GuestCrashP3, 0x40000104: R.GuestCrashP4, 0x40000105: R.GuestCrashCtl,
 }  # fmt: skip
 
 
@@ -237,6 +240,10 @@ class InterceptCalls(HvState):
                 p.disabled_xsave_features,
                 xfem=vp.regs[R.Xfem],  # XCR0
                 xss=vp.regs[R.Xss],
+                privileges=p.privileges,
+                apic_id=vp.regs[R.InitialApicId],
+                vp_count=len(p.vps),
+                max_vps=self.config.max_vp_index + 1,
             ),
         )
         hit = p.intercepts.get((int(IT.X64Cpuid), a.address), 0) & INTERCEPT_EXECUTE

@@ -246,6 +246,10 @@ class InterruptCalls(HvState):
                 target.disabled_xsave_features,
                 xfem=xfem,
                 xss=xss,
+                privileges=target.privileges,
+                apic_id=regs[R.InitialApicId],
+                vp_count=len(target.vps),
+                max_vps=self.config.max_vp_index + 1,
             )
             if hdr.flags & APPLY_REGISTERED_VALUES:
                 result, _ = self.registered_cpuid(target, hdr.vp_index, query.eax, query.ecx, result)

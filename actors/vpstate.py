@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 
+from hvsim.actors.cpuid import features_info
 from hvsim.actors.hvdef import (
     CREATE_VP_INPUT,
     DELETE_VP_INPUT,
@@ -130,7 +131,7 @@ class VpCalls(HvState):
         if name == R.HypervisorVersion:
             return HYPERVISOR_VERSION
         if name == R.PrivilegesAndFeaturesInfo:
-            return p.privileges
+            return features_info(p.privileges)
         if name == R.InternalActivityState:
             return 0 if vp.started else ACTIVITY_STARTUP_SUSPEND
         if name == R.Eom:

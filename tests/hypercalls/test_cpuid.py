@@ -7,6 +7,11 @@ read back with GetVpCpuidValues and with the guest's own CPUID instruction (RAX-
 with GetVpRegisters). Expected CPUID bit positions are written out from the SDM, not taken from the
 model's tables, except where a test sweeps every mapped feature. Leaf 0xD's XSAVE area sizes for an
 XCR0 (XFEM) / IA32_XSS are computed here from the SDM's state-component table (``SDM_COMPONENTS``).
+
+The hypervisor leaves 0x4000_0002-0x4000_000A are checked against the TLFS (feature discovery) and
+the registers they mirror (HvRegisterHypervisorVersion, HvRegisterPrivilegesAndFeaturesInfo); leaf 1's
+initial APIC ID and the x2APIC topology leaf 0xB per VP, against the SDM and each VP's
+HvX64RegisterInitialApicId, on VP 0 and on an AP the root started.
 """
 
 from __future__ import annotations
@@ -23,16 +28,36 @@ from hvsim.actors.cpuid import ALSO_DISABLES, DISABLEABLE, MAPS, Bank, CpuidBit,
 from hvsim.actors.cpuid import Xsave as X
 from hvsim.actors.hvdef import (
     CPUID_QUERY,
+    CPUID_RESULT_PARAMETERS,
     CREATE_PARTITION_INPUT,
     GET_VP_CPUID_VALUES_HEADER,
+    HV_ANY_VP,
     HV_COMPATIBILITY_21_H2,
+    INITIAL_VP_CONTEXT,
     PARTITION_ID_OUTPUT,
+    REGISTER_INTERCEPT_RESULT_HEADER,
+    SEGMENT,
+    START_VIRTUAL_PROCESSOR_HEADER,
+    TABLE,
     CpuidQuery,
+    CpuidResultParameters,
     CreatePartitionInput,
     GetVpCpuidValuesHeader,
     HvStatus,
     HypercallCode,
+    InitialVpContext,
+    PropertyCode,
+    RegisterInterceptResultHeader,
+    StartVirtualProcessorHeader,
+    X64Segment,
+    X64Table,
     control,
+)
+from hvsim.actors.hvdef import (
+    InterceptType as IT,
+)
+from hvsim.actors.hvdef import (
+    PartitionPrivilege as PP,
 )
 from hvsim.actors.hvdef import (
     RegisterName as R,
@@ -51,12 +76,13 @@ AES, SMEP, RDTSCP = 16, 23, 38  # HV_PARTITION_PROCESSOR_FEATURES bank-0 bits
 # Bank-1 bits.
 TSC_INVARIANT, LA57, PSFD, CET_SS, CET_IBT, SERIALIZE, TSC_ADJUST, FS_REP_STOSB = 1, 4, 7, 8, 9, 16, 18, 20
 
-#: Every (leaf, subleaf) the tests read: the processor's leaves, a few beyond them, and leaf 0xD's
-#: subleaves up to the last state component (18).
+#: Every (leaf, subleaf) the tests read: the processor's leaves, a few beyond them, leaf 0xB's SMT,
+#: core and first invalid level, leaf 0xD's subleaves up to the last state component (18), and the
+#: hypervisor leaves up to the maximum, 0x4000_000A.
 QUERIES: list[tuple[int, int]] = [
-    (0x0, 0), (0x1, 0), (0x6, 0), (0x7, 0), (0x7, 1), (0x7, 2), (0x7, 3),
+    (0x0, 0), (0x1, 0), (0x6, 0), (0x7, 0), (0x7, 1), (0x7, 2), (0x7, 3), (0xB, 0), (0xB, 1), (0xB, 2),
     *((0xD, n) for n in range(19)),
-    (0x4000_0000, 0), (0x4000_0001, 0),
+    *((0x4000_0000 + n, 0) for n in range(0xB)),
     (0x8000_0000, 0), (0x8000_0001, 0), (0x8000_0007, 0), (0x8000_0008, 0),
 ]  # fmt: skip
 XSAVE_SUBLEAVES = [(0xD, n) for n in range(19)]
@@ -71,32 +97,63 @@ def new_child(
     *,
     vps: tuple[int, ...] = (0,),
     regs: Sequence[tuple[int, int]] = (),
+    privileges: int | None = None,
+    run: Sequence[int] = (0,),
+    registered: Sequence[tuple[int, CpuidResultParameters]] = (),
 ) -> int:
     """An ACTIVE child of the root (with VPs *vps*) created with DisabledProcessorFeatures *disabled*
-    and DisabledProcessorXsaveFeatures *xsave*; *regs* are written to VP 0 before it starts; with
-    *guest* = (leaf, subleaf), its VP 0 runs that one CPUID and halts."""
+    and DisabledProcessorXsaveFeatures *xsave*, and given PrivilegeFlags *privileges* while CREATED;
+    *regs* are written to the VPs *run* (default: VP 0) before they start, and the (VP, CPUID result)
+    pairs *registered* are registered with RegisterInterceptResult; with *guest* = (leaf, subleaf),
+    the VPs *run* (APs started with StartVirtualProcessor) run that one CPUID and halt."""
     data = CREATE_PARTITION_INPUT.pack(
         CreatePartitionInput(0, 0, HV_COMPATIBILITY_21_H2, 0, *disabled, xsave, 0)
     )
     res = world.call(control(HypercallCode.CreatePartition), data)
     assert res.status is S.SUCCESS, res.status
     pid = PARTITION_ID_OUTPUT.unpack(res.output).partition_id
+    if privileges is not None:
+        assert world.set_property(pid, PropertyCode.PrivilegeFlags, privileges) is S.SUCCESS
     if guest is not None:
         world.sim.load_guest(pid, Program(loop=(Cpuid(*guest),), max_loops=1))
     world.activate(pid, vps=vps)
-    if regs:
-        assert world.set_registers(pid, 0, regs).status is S.SUCCESS
+    for vp in run if regs else ():
+        assert world.set_registers(pid, vp, regs).status is S.SUCCESS
+    for vp, params in registered:
+        header = REGISTER_INTERCEPT_RESULT_HEADER.pack(RegisterInterceptResultHeader(pid, vp, IT.X64Cpuid))
+        data = header + CPUID_RESULT_PARAMETERS.pack(params)
+        assert world.simple(HypercallCode.RegisterInterceptResult, data) is S.SUCCESS
     if guest is not None:
-        assert world.set_registers(pid, 0, [(R.ExplicitSuspend, 0)]).status is S.SUCCESS
+        for vp in run:
+            if vp:
+                assert start_ap(world, pid, vp) is S.SUCCESS
+            assert world.set_registers(pid, vp, [(R.ExplicitSuspend, 0)]).status is S.SUCCESS
         world.sim.run(world.sim.now_ns + 1_000_000)
     return pid
 
 
+def start_ap(world: World, pid: int, vp: int) -> HvStatus:
+    """StartVirtualProcessor on AP *vp* of *pid*: 64-bit mode, flat segments."""
+    code = SEGMENT.pack(X64Segment(0, 0xFFFF_FFFF, 0x08, 0xA09B))
+    data = SEGMENT.pack(X64Segment(0, 0xFFFF_FFFF, 0x10, 0xC093))
+    tr = SEGMENT.pack(X64Segment(0, 0x67, 0x18, 0x8B))
+    ldtr = SEGMENT.pack(X64Segment(0, 0, 0, 0x82))
+    idtr = TABLE.pack(X64Table(0, 0, 0, 0xFFF, 0x2000))
+    gdtr = TABLE.pack(X64Table(0, 0, 0, 0x1F, 0x3000))
+    context = InitialVpContext(
+        0x1000, 0x8000, 0x2, code, data, data, data, data, data, tr, ldtr, idtr, gdtr,
+        0x500, 0x8000_0011, 0x4000, 0x20, 0x0007_0406_0007_0406,
+    )  # fmt: skip
+    header = START_VIRTUAL_PROCESSOR_HEADER.pack(StartVirtualProcessorHeader(pid, vp, 0, bytes(3)))
+    return world.simple(HypercallCode.StartVirtualProcessor, header + INITIAL_VP_CONTEXT.pack(context))
+
+
 def cpuid_values(
-    world: World, pid: int, queries: list[tuple[int, int]] = QUERIES
+    world: World, pid: int, queries: list[tuple[int, int]] = QUERIES, *, vp: int = 0, flags: int = 0
 ) -> dict[tuple[int, int], Values]:
-    """GetVpCpuidValues for VP 0 of *pid*: (leaf, subleaf) -> (EAX, EBX, ECX, EDX)."""
-    header = GET_VP_CPUID_VALUES_HEADER.pack(GetVpCpuidValuesHeader(pid, 0, 0, 0, 0))
+    """GetVpCpuidValues for VP *vp* of *pid* (HV_GET_VP_CPUID_VALUES_FLAGS *flags*): (leaf, subleaf)
+    -> (EAX, EBX, ECX, EDX)."""
+    header = GET_VP_CPUID_VALUES_HEADER.pack(GetVpCpuidValuesHeader(pid, vp, flags, 0, 0))
     body = b"".join(CPUID_QUERY.pack(CpuidQuery(leaf, subleaf, 0, 0)) for leaf, subleaf in queries)
     res = world.call(control(HypercallCode.GetVpCpuidValues, rep_count=len(queries)), header + body)
     assert res.status is S.SUCCESS and res.reps_completed == len(queries)
@@ -111,6 +168,15 @@ def guest_sees(
     actor = world.sim.vp_actor(pid, 0)
     assert actor is not None and actor.halted
     rax, rbx, rcx, rdx = (world.register(pid, 0, name) for name in (R.Rax, R.Rbx, R.Rcx, R.Rdx))
+    assert actor.values == [rax]
+    return rax, rbx, rcx, rdx
+
+
+def vp_sees(world: World, pid: int, vp: int) -> Values:
+    """RAX-RDX of VP *vp* of *pid* after its guest ran its one CPUID (``new_child``'s *guest*)."""
+    actor = world.sim.vp_actor(pid, vp)
+    assert actor is not None and actor.halted and len(actor.values) == 1
+    rax, rbx, rcx, rdx = (world.register(pid, vp, name) for name in (R.Rax, R.Rbx, R.Rcx, R.Rdx))
     assert actor.values == [rax]
     return rax, rbx, rcx, rdx
 
@@ -188,7 +254,7 @@ def test_every_mapped_feature_is_on_in_a_partition_that_disabled_nothing(world: 
 
 def test_the_full_processor_enumerates_its_leaves_consistently(world: World) -> None:
     full = cpuid_values(world, new_child(world))
-    assert full[0x0, 0][EAX] == 0xD  # max basic leaf covers 6, 7 and 0xD
+    assert full[0x0, 0][EAX] == 0xD  # max basic leaf covers 6, 7, 0xB and 0xD
     assert full[0x8000_0000, 0][EAX] >= 0x8000_0007
     assert full[0x7, 0][EAX] == 2 and full[0x7, 3] == (0, 0, 0, 0)  # subleaves 0-2
     assert not full[0x1, 0][ECX] >> 27 & 1  # OSXSAVE: CR4.OSXSAVE is clear at reset
@@ -276,6 +342,176 @@ def test_get_vp_cpuid_values_and_the_guest_see_the_partitions_features() -> None
     assert (regs[R.Rax], regs[R.Rbx], regs[R.Rcx], regs[R.Rdx]) == ext  # the last CPUID's result
 
 
+# --- the hypervisor leaves (TLFS feature discovery, x64) --------------------------------------------
+#: A privilege mask with bits in both halves: AccessSynicRegs (2) and AccessVpIndex (6) in EAX;
+#: AccessPartitionId (33), PostMessages (36), SignalEvents (37) in EBX.
+PRIVILEGES = int(
+    PP.AccessSynicRegs | PP.AccessVpIndex | PP.AccessPartitionId | PP.PostMessages | PP.SignalEvents
+)
+U32 = 0xFFFF_FFFF
+
+
+def words(value: int) -> Values:
+    """A 128-bit register value as CPUID registers: EAX bits 31:0, EBX 63:32, ECX 95:64, EDX 127:96."""
+    return value & U32, value >> 32 & U32, value >> 64 & U32, value >> 96 & U32
+
+
+def test_leaf_0x40000002_is_hv_register_hypervisor_version(world: World) -> None:
+    pid = new_child(world)
+    identity = cpuid_values(world, pid)[0x4000_0002, 0]
+    assert identity == words(world.register(pid, 0, R.HypervisorVersion))
+    assert identity[EAX] and identity[EBX] >> 16  # a build number and a major version
+    assert guest_sees(world, 0x4000_0002) == identity
+
+
+def test_leaf_0x40000003_eax_ebx_are_the_privileges_the_partition_has(world: World) -> None:
+    default = new_child(world)
+    chosen = new_child(world, privileges=PRIVILEGES)
+    none = new_child(world, privileges=0)
+    for pid, mask in ((default, world.sim.config.child_default_privileges), (chosen, PRIVILEGES), (none, 0)):
+        eax, ebx, ecx, edx = cpuid_values(world, pid)[0x4000_0003, 0]
+        assert eax | ebx << 32 == mask
+        # HvRegisterPrivilegesAndFeaturesInfo is the whole leaf in 128 bits, EAX lowest.
+        assert world.register(pid, 0, R.PrivilegesAndFeaturesInfo) == eax | ebx << 32 | ecx << 64 | edx << 96
+    assert cpuid_values(world, chosen)[0x4000_0003, 0][:2] == (1 << 2 | 1 << 6, 1 << 1 | 1 << 4 | 1 << 5)
+    # An ACTIVE child's privileges are fixed (PrivilegeFlags is an early property): so is the leaf.
+    assert world.set_property(chosen, PropertyCode.PrivilegeFlags, 0) is S.INVALID_PARTITION_STATE
+    assert cpuid_values(world, chosen)[0x4000_0003, 0][:2] == (1 << 2 | 1 << 6, 1 << 1 | 1 << 4 | 1 << 5)
+    guest = new_child(world, guest=(0x4000_0003, 0), privileges=PRIVILEGES)
+    assert vp_sees(world, guest, 0) == cpuid_values(world, chosen)[0x4000_0003, 0]
+
+
+def test_leaf_0x40000003_edx_names_only_features_the_model_has(world: World) -> None:
+    pid = new_child(world)
+    _, _, ecx, edx = cpuid_values(world, pid)[0x4000_0003, 0]
+    assert ecx == 0  # no power-management features
+    assert edx == 1 << 4 | 1 << 10 | 1 << 15 | 1 << 17  # XMM fast input, crash MSRs, XMM fast output, polling
+    # XMM fast calls: a fast GetVpCpuidValues of two queries (24-byte header and elements, 16-byte
+    # results: 104 bytes) answers in the register block; three (144 bytes) do not fit its 112 bytes.
+    queries = [(0x4000_0003, 0), (0x1, 0), (0x7, 0)]
+    header = GET_VP_CPUID_VALUES_HEADER.pack(GetVpCpuidValuesHeader(pid, 0, 0, 0, 0))
+    body = b"".join(CPUID_QUERY.pack(CpuidQuery(leaf, subleaf, 0, 0)) for leaf, subleaf in queries)
+    fast = world.call(control(HypercallCode.GetVpCpuidValues, fast=True, rep_count=2), header + body[:48])
+    assert fast.status is S.SUCCESS and fast.reps_completed == 2
+    memory = cpuid_values(world, pid, queries[:2])
+    assert [struct.unpack_from("<IIII", fast.output, 16 * i) for i in range(2)] == list(memory.values())
+    ctl = control(HypercallCode.GetVpCpuidValues, fast=True, rep_count=3)
+    assert world.call(ctl, header + body).status is S.INVALID_HYPERCALL_INPUT
+    # SINT polling mode: a SINT takes the polling bit (18).
+    assert world.set_registers(pid, 0, [(R.Sint0, 1 << 18 | 0x30)]).status is S.SUCCESS
+    assert world.register(pid, 0, R.Sint0) == 1 << 18 | 0x30
+
+
+@pytest.mark.parametrize("max_vp_index", [2047, 63])
+def test_the_recommendation_limit_and_hardware_leaves(make_world: MakeWorld, max_vp_index: int) -> None:
+    world = make_world(max_vp_index=max_vp_index)
+    pid = new_child(world, vps=(0, max_vp_index))
+    values = cpuid_values(world, pid)
+    assert values[0x4000_0000, 0][EAX] == 0x4000_000A  # at least 0x4000_0005 (TLFS)
+    assert values[0x4000_0004, 0] == (1 << 2, U32, 0, 0)  # remote flushes by hypercall; never notify
+    assert values[0x4000_0005, 0] == (max_vp_index + 1, 0, 0, 0)  # VPs; LPs and vectors not exposed
+    assert world.create_vp(pid, max_vp_index + 1) is S.INVALID_VP_INDEX  # the limit CreateVp keeps
+    for leaf in range(0x4000_0006, 0x4000_000B):  # hardware features, root-only and nested leaves
+        assert values[leaf, 0] == (0, 0, 0, 0), hex(leaf)
+    guest = new_child(world, guest=(0x4000_0005, 0))
+    assert vp_sees(world, guest, 0) == values[0x4000_0005, 0]
+
+
+def test_disabled_features_leave_the_hypervisor_and_topology_leaves_alone(world: World) -> None:
+    full = cpuid_values(world, new_child(world))
+    cut = cpuid_values(world, new_child(world, (2**64 - 1, 2**64 - 1), 2**64 - 1))
+    for query in [*((0x4000_0000 + n, 0) for n in range(0xB)), (0xB, 0), (0xB, 1), (0xB, 2)]:
+        assert cut[query] == full[query], query
+
+
+# --- per-VP leaves: the initial APIC ID and the x2APIC topology ------------------------------------
+TOPOLOGY: list[tuple[int, int]] = [(0x1, 0), (0xB, 0), (0xB, 1), (0xB, 2), (0xB, 7)]
+SMT, CORE = 1 << 8, 2 << 8  # CPUID.0xB ECX[15:8] level types
+
+
+@pytest.mark.parametrize(
+    ("vps", "shift"),
+    [((0,), 0), ((0, 1), 1), ((0, 1, 2), 2), ((0, 1, 2, 3), 2), ((0, 1, 2, 3, 4), 3), ((0, 9), 1)],
+)
+def test_each_vp_sees_its_apic_id_and_the_partitions_topology(
+    world: World, vps: tuple[int, ...], shift: int
+) -> None:
+    pid = new_child(world, vps=vps)
+    first = cpuid_values(world, pid, vp=0)
+    for vp in vps:
+        values = cpuid_values(world, pid, TOPOLOGY, vp=vp)
+        eax, ebx, ecx, edx = values[0x1, 0]
+        assert ebx >> 24 == vp  # initial APIC ID = VP index at reset
+        assert (eax, ebx & 0xFF_FFFF, ecx, edx) == (*first[0x1, 0][:1], 0x800, *first[0x1, 0][2:])
+        assert not edx >> 28 & 1  # no HTT: EBX[23:16] stays 0
+        assert values[0xB, 0] == (0, 1, 0 | SMT, vp)  # one logical processor per core
+        assert values[0xB, 1] == (shift, len(vps), 1 | CORE, vp)  # ceil(log2(VP count))
+        assert values[0xB, 2] == (0, 0, 2, vp) and values[0xB, 7] == (0, 0, 7, vp)  # invalid level
+    assert first[0x0, 0][EAX] >= 0xB
+
+
+def test_the_topology_counts_the_vps_the_partition_has_now(world: World) -> None:
+    pid = new_child(world, vps=(0, 1))
+    assert cpuid_values(world, pid, [(0xB, 1)])[0xB, 1] == (1, 2, 1 | CORE, 0)
+    world.fund(pid, world.page_costs.create_vp)
+    assert world.create_vp(pid, 2) is S.SUCCESS
+    assert cpuid_values(world, pid, [(0xB, 1)])[0xB, 1] == (2, 3, 1 | CORE, 0)
+    assert cpuid_values(world, pid, [(0xB, 1)], vp=2)[0xB, 1] == (2, 3, 1 | CORE, 2)
+
+
+def test_the_apic_id_follows_set_vp_registers(world: World) -> None:
+    pid = new_child(world, vps=(0, 1, 2))
+    assert world.set_registers(pid, 1, [(R.InitialApicId, 0x1_0207)]).status is S.SUCCESS
+    moved = cpuid_values(world, pid, TOPOLOGY, vp=1)
+    assert moved[0x1, 0][EBX] >> 24 == 0x07  # the low 8 bits
+    assert [moved[q][EDX] for q in TOPOLOGY[1:]] == [0x1_0207] * 4  # the whole x2APIC ID
+    assert moved[0xB, 1][:3] == (2, 3, 1 | CORE)  # the shape does not follow the IDs
+    assert cpuid_values(world, pid, TOPOLOGY, vp=2)[0x1, 0][EBX] >> 24 == 2  # the others keep theirs
+
+
+@pytest.mark.parametrize("query", TOPOLOGY[:4], ids=lambda q: f"{q[0]:#x}.{q[1]}")
+def test_the_guest_on_each_vp_sees_what_get_vp_cpuid_values_reports(
+    world: World, query: tuple[int, int]
+) -> None:
+    pid = new_child(world, guest=query, vps=(0, 1, 2), run=(0, 2))  # VP 2: an AP
+    for vp in (0, 2):
+        seen_by_guest = vp_sees(world, pid, vp)
+        assert seen_by_guest == cpuid_values(world, pid, [query], vp=vp)[query]
+        assert (seen_by_guest[EBX] >> 24 if query == (0x1, 0) else seen_by_guest[EDX]) == vp
+    moved = new_child(world, guest=query, vps=(0, 1, 2), run=(2,), regs=[(R.InitialApicId, 0x1_0207)])
+    seen_by_guest = vp_sees(world, moved, 2)
+    assert seen_by_guest == cpuid_values(world, moved, [query], vp=2)[query]
+    assert (seen_by_guest[EBX] >> 24 if query == (0x1, 0) else seen_by_guest[EDX]) == (
+        0x07 if query == (0x1, 0) else 0x1_0207
+    )
+
+
+def test_registered_results_apply_on_top_of_the_new_leaves(world: World) -> None:
+    def result(
+        leaf: int, subleaf: int, specific: int, values: Values, masks: Values
+    ) -> CpuidResultParameters:
+        pairs = [x for v, m in zip(values, masks, strict=True) for x in (v, m)]
+        return CpuidResultParameters(leaf, subleaf, specific, 0, 0, *pairs)
+
+    apic_42 = result(0x1, 0, 0, (0, 0x4200_0000, 0, 0), (0, 0xFF00_0000, 0, 0))  # VP 1 only
+    eight_cores = result(0xB, 1, 1, (0, 8, 0, 0), (0, 0xFFFF, 0, 0))  # subleaf 1 only
+    no_xmm = result(0x4000_0003, 0, 0, (0, 0, 0, 0), (0, 0, 0, 1 << 4 | 1 << 15))
+    registered = [(1, apic_42), (HV_ANY_VP, eight_cores), (HV_ANY_VP, no_xmm)]
+    pid = new_child(world, vps=(0, 1, 2), privileges=PRIVILEGES, registered=registered)
+    queries = [(0x1, 0), (0xB, 0), (0xB, 1), (0x4000_0003, 0)]
+    for vp in (0, 1, 2):
+        plain = cpuid_values(world, pid, queries, vp=vp)
+        applied = cpuid_values(world, pid, queries, vp=vp, flags=APPLY_REGISTERED)
+        assert plain[0x1, 0][EBX] >> 24 == vp and plain[0xB, 1] == (2, 3, 1 | CORE, vp)
+        assert applied[0x1, 0][EBX] >> 24 == (0x42 if vp == 1 else vp)
+        assert applied[0x1, 0][EBX] & 0xFF_FFFF == plain[0x1, 0][EBX] & 0xFF_FFFF
+        assert applied[0xB, 0] == plain[0xB, 0]
+        assert applied[0xB, 1] == (2, 8, 1 | CORE, vp)  # the count replaced; the x2APIC ID is the VP's
+        assert applied[0x4000_0003, 0] == (*words(PRIVILEGES)[:2], 0, 1 << 10 | 1 << 17)
+    guest = new_child(world, guest=(0x1, 0), vps=(0, 1), run=(1,), registered=[(1, apic_42)])
+    assert vp_sees(world, guest, 1)[EBX] >> 24 == 0x42
+
+
 # --- dependencies ---------------------------------------------------------------------------------
 def test_disabling_xsave_hides_everything_that_needs_it(world: World) -> None:
     cut = cpuid_values(world, new_child(world, xsave=1 << X.XSAVE))
@@ -360,7 +596,8 @@ def test_any_disabled_masks_leave_a_consistent_subset_of_the_processor(
 ) -> None:
     world = make_world()
     full = cpuid_values(world, new_child(world))
-    cut = cpuid_values(world, new_child(world, (bank0, bank1), xsave))
+    pid = new_child(world, (bank0, bank1), xsave)
+    cut = cpuid_values(world, pid)
     for query in QUERIES:
         if query[0] != 0xD:
             assert all(c & ~f == 0 for c, f in zip(cut[query], full[query], strict=True)), query
@@ -380,7 +617,8 @@ def test_any_disabled_masks_leave_a_consistent_subset_of_the_processor(
         if not seen(cut, MAPS[need.bank][need.bit]):
             assert not any(seen(cut, MAPS[f.bank][f.bit]) for f in needers), need
     check_xsave_leaf(cut)
-    assert cut == {q: cpuid_model(*q, (bank0, bank1), xsave) for q in QUERIES}
+    privileges = world.register(pid, 0, R.PrivilegesAndFeaturesInfo) & (2**64 - 1)
+    assert cut == {q: cpuid_model(*q, (bank0, bank1), xsave, privileges=privileges) for q in QUERIES}
 
 
 # --- XSAVE area sizes for the XFEM / XSS in force ---------------------------------------------------

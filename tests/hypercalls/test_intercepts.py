@@ -434,6 +434,24 @@ def test_virtualized_msrs_bypass_the_all_msr_intercept_and_unknown_ones_fault() 
     assert (rig.actor.accesses, rig.actor.intercepted, rig.actor.faults) == (4, 1, 1)  # the WRMSR: #GP
 
 
+def test_the_guest_crash_msrs_are_the_crash_registers() -> None:
+    crash_p0, crash_p4, crash_ctl = 0x4000_0100, 0x4000_0104, 0x4000_0105
+    notify = 1 << 63
+    rig = Rig(
+        [Msr(crash_p0, True, 0xDEAD), Msr(crash_p4, True, 4), Msr(crash_ctl, True, notify), Msr(crash_p0)]
+    )
+    rig.finish()
+    assert (rig.actor.faults, rig.actor.values) == (0, [0xDEAD])
+    assert (rig.register(R.GuestCrashP0), rig.register(R.GuestCrashP4)) == (0xDEAD, 4)
+    assert rig.register(R.GuestCrashCtl) == notify  # what the host reads to learn of the crash
+
+
+def test_a_reserved_crash_ctl_bit_faults() -> None:
+    rig = Rig([Msr(0x4000_0105, True, 1)])
+    rig.finish()
+    assert rig.actor.faults == 1 and rig.register(R.GuestCrashCtl) == 0
+
+
 def test_an_unimplemented_msr_without_intercept_faults() -> None:
     rig = Rig([Msr(0xC001_1000), Msr(0xC001_1000, True, 1), Msr(0x3A)])
     rig.finish()
