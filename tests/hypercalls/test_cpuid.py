@@ -24,8 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hvsim.actors.cpuid import ALSO_DISABLES, DISABLEABLE, MAPS, Bank, CpuidBit, Feature, cpuid_model
-from hvsim.actors.cpuid import Xsave as X
+from hvsim.actors.cpufeatures import ALSO_DISABLES, DISABLEABLE, MAPS, Bank, CpuidBit, Feature
+from hvsim.actors.cpufeatures import Xsave as X
+from hvsim.actors.cpuid import cpuid_model
 from hvsim.actors.hvdef import (
     CPUID_QUERY,
     CPUID_RESULT_PARAMETERS,
