@@ -31,6 +31,17 @@ page), the 2 MiB regions whose page table its pool pays for, and how often each 
 (the host frees a page once nothing maps it). Invariants compare the maps and regions with the
 hypervisor's, run the mapping checker, and try to deposit a mapped page (OPERATION_DENIED);
 FinalizePartition must drop the child's whole map.
+
+Virtual interrupts, registered intercept results, statistics and VP state pages (HYPERCALLS.md
+4.15, 4.25-4.26, 4.29-4.32, 4.34-4.35; the model pieces are in ``sm_models.py``): the root asserts
+interrupts of every type into its children and the model resolves each destination, follows every
+VP's virtual APIC (pending vectors, NMIs; INIT resets a VP, SIPI starts an AP) and each partition's
+ExtInt latch (NONE -> PENDING -> ACKNOWLEDGED once VP 0 runs and takes it; ACKNOWLEDGED to a new
+ExtInt until ClearVirtualInterrupt). It registers and unregisters CPUID and MSR results per VP or
+HV_ANY_VP, and GetVpCpuidValues with ApplyRegisteredValues must merge in the registration that
+applies. The root and children map and unmap statistics pages (the caller's pool pays a page) and
+VP state pages (the child's pool pays); DeleteVp and FinalizePartition drop the pages of what went,
+and give the page back. Invariants compare the latches, registrations, mapped pages and APICs.
 """
 
 from __future__ import annotations
@@ -68,6 +79,8 @@ from hvsim.actors.hvdef import (
     HV_PARTITION_ID_SELF,
     HV_SYNIC_SINT_COUNT,
     HV_VP_INDEX_SELF,
+    INTERRUPT_LEVEL,
+    INTERRUPT_LOGICAL,
     LARGE_PAGE_PAGES,
     MEMORY_POOL_INPUT,
     MESSAGE_HEADER,
@@ -79,24 +92,88 @@ from hvsim.actors.hvdef import (
     VP_REGISTERS_INPUT,
     HvStatus,
     HypercallCode,
+    InterruptType,
     MapGpaFlags,
     MemoryPoolInput,
     PartitionPrivilege,
     PortType,
     PropertyCode,
     RegisterName,
+    StatsObjectType,
     VpRegistersInput,
+    VpStatePageType,
     control,
 )
+from hvsim.actors.interrupts import APPLY_REGISTERED_VALUES
 from hvsim.actors.memory import HOST
 from hvsim.actors.synic import Synic
 from hvsim.actors.workload import Compute, Hypercall, Program
 from hvsim.scenarios import HostApi, Simulation, checkers
+from tests.sim.sm_models import (
+    ASSERT_ARGS,
+    BROADCAST,
+    CPUID,
+    CPUID_LEAVES,
+    CPUID_VALUES_ARGS,
+    EXT_INT_ARGS,
+    MAP_LOCATION_PROVIDED,
+    MAP_STATE_ARGS,
+    MAP_STATS_ARGS,
+    MSR,
+    MSR_ACCESSES,
+    NONE,
+    PARTITION_OBJECTS,
+    RESULT_ARGS,
+    STATE_PAGE_VTLS,
+    STATS_ARGS,
+    TRAFFIC,
+    UNMAP_STATE_ARGS,
+    ApicModel,
+    CpuidKey,
+    CpuidPattern,
+    Latch,
+    MsrKey,
+    MsrPattern,
+    StatsKey,
+    Words,
+    assert_input,
+    assert_parameters_ok,
+    clear_input,
+    cpuid_key,
+    cpuid_parameters,
+    cpuid_pattern_ok,
+    cpuid_patterns,
+    cpuid_query,
+    cpuid_results,
+    cpuid_values_input,
+    destination,
+    identity_of,
+    map_state_input,
+    map_stats_input,
+    msr_access_ok,
+    msr_parameters,
+    msr_pattern_ok,
+    msr_patterns,
+    registered_cpuid,
+    result_header,
+    state_page_flags_ok,
+    stats_identity,
+    stats_parameters_ok,
+    unmap_state_input,
+    unmap_stats_input,
+    unregister_cpuid_parameters,
+    unregister_msr_parameters,
+    words,
+)
 
 C = HypercallCode
 S = HvStatus
 R = RegisterName
 F = MapGpaFlags
+IT = InterruptType
+ST = StatsObjectType
+VT = VpStatePageType
+STATE_PAGE_TYPES = (VT.Registers, VT.InterceptMessage)
 PC = PropertyCode
 PP = PartitionPrivilege
 SELF = HV_PARTITION_ID_SELF
@@ -206,6 +283,7 @@ class VpModel:
     started: bool
     regs: dict[int, int]
     synic: SynicModel = field(default_factory=SynicModel)
+    apic: ApicModel = field(default_factory=ApicModel)
 
     @classmethod
     def reset(cls, index: int) -> VpModel:
@@ -235,6 +313,15 @@ class PartModel:
     #: how many GPA pages each region maps.
     tables: set[int] = field(default_factory=set)
     region_pages: Counter[int] = field(default_factory=Counter)
+    #: Its ExtInt latch, and the intercept results its parent registered (keyed as the hypervisor
+    #: keys them: a VP index or HV_ANY_VP first; they outlive the VP, as the hypervisor's do).
+    latch: Latch = Latch.NONE
+    cpuid_results: dict[CpuidKey, tuple[Words, Words]] = field(default_factory=dict)
+    msr_results: dict[MsrKey, int] = field(default_factory=dict)
+    #: Statistics pages it mapped (object -> map location) and VP state pages of its VPs ((VP, type)
+    #: -> location); its pool pays a page for each.
+    stats: dict[StatsKey, int] = field(default_factory=dict)
+    state_pages: dict[tuple[int, int], int] = field(default_factory=dict)
 
 
 # --- strategies -------------------------------------------------------------------------------------
@@ -358,7 +445,11 @@ CHILD_OPS = (
     *("create_partition", "initialize", "finalize", "delete", "create_vp", "delete_vp"),
     *("deposit", "withdraw", "balance", "next_child", "get_partition_id"),
     *("set_property", "get_property", "get_registers", "set_registers", "map_gpa", "unmap_gpa"),
+    *("assert_interrupt", "clear_interrupt", "register_result", "cpuid_values", "map_vp_state"),
+    "unmap_vp_state",
 )
+#: A CPUID registration every child-issued RegisterInterceptResult carries (never reached).
+_PATTERN = CpuidPattern(1, 0, 0, 0, 0, (1, 2, 3, 4), (U32, U32, U32, U32))
 
 
 class HypervisorMachine(RuleBasedStateMachine):
@@ -373,12 +464,15 @@ class HypervisorMachine(RuleBasedStateMachine):
         budget=st.sampled_from([None, 50_000, 3_000]),
         funding=st.integers(0, 40),
         senders=st.sampled_from([True, True, True, False]),
+        stats=st.booleans(),
     )
-    def boot(self, seed: int, budget: int | None, funding: int, senders: bool) -> Any:
+    def boot(self, seed: int, budget: int | None, funding: int, senders: bool, stats: bool) -> Any:
         """A fresh world; the root's own pool gets *funding* pages (0: CreatePartition must first
         answer INSUFFICIENT_MEMORY, and ``deposit_self`` is the host's reaction). With *senders*,
-        new children may post messages and signal events (PrivilegeFlags can still change that)."""
+        new children may post messages and signal events, with *stats* map their own statistics
+        pages (PrivilegeFlags can still change that)."""
         privileges = HvConfig().child_default_privileges | (MESSAGING if senders else 0)
+        privileges |= int(PP.AccessStats) if stats else 0
         self.config = HvConfig(
             host_pages=HOST_PAGES, page_costs=COSTS, rep_budget_ns=budget, child_default_privileges=privileges
         )
@@ -402,6 +496,8 @@ class HypervisorMachine(RuleBasedStateMachine):
         #: ones it no longer maps, to free.
         self.held: Counter[int] = Counter()
         self.unmapped: set[int] = set()
+        #: Where the hypervisor put each (partition, VP, type) VP state page it chose the place of.
+        self.state_page_spots: dict[tuple[int, int, int], int] = {}
         self.deposit_self(funding, by_id=False)
         return multiple(self.sim.root_id, BOGUS_PID)
 
@@ -428,6 +524,7 @@ class HypervisorMachine(RuleBasedStateMachine):
 
     def in_use(self, p: PartModel) -> int:
         endpoints = COSTS.port * len(p.ports) + COSTS.connection * len(p.conns)
+        endpoints += COSTS.stats_page * (len(p.stats) + len(p.state_pages))
         if p.is_root:
             return COSTS.create_partition * len(self.order) + p.vtlb + endpoints
         if p.state != ACTIVE:
@@ -542,7 +639,12 @@ class HypervisorMachine(RuleBasedStateMachine):
             t.state = FINALIZED
             t.vps.clear()
             t.vtlb = 0
+            # Nothing is left to intercept or interrupt (HYPERCALLS.md 6.6 (3)).
+            t.cpuid_results.clear()
+            t.msr_results.clear()
+            t.latch = Latch.NONE
             self.drop_endpoints(t)
+            self.drop_pages(t)
             assert self.sim.hv.partitions[pid].gpa == {}, "FinalizePartition drops the address space"
             for gpfn in list(t.gpa):
                 self.apply_unmap(t, gpfn, keep=False)
@@ -758,6 +860,7 @@ class HypervisorMachine(RuleBasedStateMachine):
         assert status is (expected or S.SUCCESS)
         if status is S.SUCCESS and t is not None:
             del t.vps[index]
+            self.drop_pages(t, index)
 
     @rule(
         pid=partitions,
@@ -968,8 +1071,28 @@ class HypervisorMachine(RuleBasedStateMachine):
             assert (out.status, out.reps_completed) == (refused(can_create), 0)
         elif op == "get_property":
             assert self.run(api.get_property(target, PC.CpuWeight))[0] is refused(can_create)
+        elif op == "cpuid_values":
+            header = cpuid_values_input(target, 0, APPLY_REGISTERED_VALUES, 0, 0)
+            out = self.run(api.rep(C.GetVpCpuidValues, header, [cpuid_query(1, 0)]))
+            assert (out.status, out.reps_completed) == (refused(can_create), 0)
+        elif op in self.PARENT_CALLS:
+            code, build = self.PARENT_CALLS[op]
+            assert self.run(api.simple(code, build(target))).status is refused(can_create)
         else:
             self.child_registers(api, caller, vp_index, target, op, data, refused(can_create))
+
+    #: Simple calls only a parent may make on its ACTIVE child (CreatePartitions and parenthood): a
+    #: child naming itself, its parent or its sibling is refused. The input each sends, by target.
+    PARENT_CALLS: dict[str, tuple[int, Any]] = {
+        "assert_interrupt": (C.AssertVirtualInterrupt, lambda pid: assert_input(pid, IT.Fixed, 0, 0x30)),
+        "clear_interrupt": (C.ClearVirtualInterrupt, clear_input),
+        "register_result": (
+            C.RegisterInterceptResult,
+            lambda pid: result_header(pid, 0, CPUID) + cpuid_parameters(_PATTERN),
+        ),
+        "map_vp_state": (C.MapVpStatePage, lambda pid: map_state_input(pid, 0, VT.Registers, 0, 0, 0)),
+        "unmap_vp_state": (C.UnmapVpStatePage, lambda pid: unmap_state_input(pid, 0, VT.Registers, 0)),
+    }
 
     def child_registers(
         self,
@@ -1750,11 +1873,15 @@ class HypervisorMachine(RuleBasedStateMachine):
         """(sources, the pages allocated for them): *fresh* newly allocated host pages and *shared*
         pages some child maps already, shuffled, one bad source inserted somewhere (a pool page:
         OPERATION_DENIED; beyond host RAM: INVALID_PARAMETER); source 0 for pages without a host
-        page (zero page, no access)."""
+        page (zero page, no access). A mapping with a host page behind it and nothing drawn gets one
+        fresh page: never a page the host has not allocated (it may be free, or back in a pool)."""
         allocated = self.host_alloc(fresh)
         pages = list(allocated)
         if self.held and shared:
             pages += data.draw(st.lists(st.sampled_from(sorted(self.held)), min_size=shared, max_size=shared))
+        if not pages and not flags & F.BACKING_MASK:
+            allocated = self.host_alloc(1)
+            pages = list(allocated) or [HOST_PAGES]  # host RAM ran out: beyond it, INVALID_PARAMETER
         sources = data.draw(st.permutations(pages), label="sources") if pages else [0]
         if bad is not None:
             pooled = self.all_pool_pages()
@@ -1878,7 +2005,657 @@ class HypervisorMachine(RuleBasedStateMachine):
                 self.apply_unmap(t, gpfn + k, keep=bool(flags & UNMAP_GPA_KEEP_PRECOMMITTED))
         return S.SUCCESS, count
 
+    # --- virtual interrupts: the parent asserts, VP 0 takes an ExtInt once it runs --------------------
+    @staticmethod
+    def runs(p: PartModel, vp: VpModel) -> bool:
+        return vp.started and vp.regs[R.ExplicitSuspend] == 0 and p.state == ACTIVE
+
+    def acknowledge_extints(self) -> None:
+        """VP 0 takes a pending ExtInt as soon as it runs, which acknowledges it (HYPERCALLS.md 4.34).
+        Applied at the next prediction or invariant: no step lets VP 0 run and stops it again."""
+        for pid in self.in_state(ACTIVE):
+            p = self.children[pid]
+            vp0 = p.vps.get(0)
+            if vp0 is not None and vp0.apic.owes_ack and self.runs(p, vp0):
+                vp0.apic.owes_ack = False
+                if p.latch == Latch.PENDING:
+                    p.latch = Latch.ACKNOWLEDGED
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data(), **ASSERT_ARGS)
+    def assert_interrupt(
+        self,
+        pid: int,
+        data: st.DataObject,
+        kind: int,
+        vector: int,
+        dest: int,
+        level: bool,
+        logical: bool,
+        flaw: str | None,
+    ) -> None:
+        """AssertVirtualInterrupt into (three times in four) an ACTIVE child, else any partition:
+        every type, vector and destination mode, sometimes malformed (HYPERCALLS.md 4.34, 5.13,
+        conformance 7.7 99-101). Three times in four the destination names VPs the target has (several:
+        a logical mask, or broadcast), else it is the drawn one (maybe naming none)."""
+        pid = often(data, self.in_state(ACTIVE), "ACTIVE child") or pid
+        t = self.lookup(pid)
+        if t is not None and t.vps and data.draw(st.integers(0, 3), label="names its VPs") > 0:
+            vps = sorted(t.vps)
+            named = data.draw(st.one_of(st.just(vps), st.sets(st.sampled_from(vps), min_size=1)), label="VPs")
+            mask = sum(1 << i for i in named if i < 64)  # logical: APIC IDs 0-63 only
+            dest = mask if logical else min(named) if len(named) == 1 else BROADCAST
+        self.assert_irq(pid, kind, vector, dest, level=level, logical=logical, flaw=flaw)
+
+    def assert_irq(
+        self, pid: int, kind: int, vector: int, dest: int, *, level: bool = False, logical: bool = False,
+        flaw: str | None = None,
+    ) -> None:  # fmt: skip
+        """One AssertVirtualInterrupt from the root, its status predicted and applied to the model."""
+        ctl = int(kind) | INTERRUPT_LEVEL * level | INTERRUPT_LOGICAL * logical
+        ctl |= {"control-34": 1 << 34, "control-63": 1 << 63}.get(flaw or "", 0)
+        vtl, z0, z1 = (int(flaw == f) for f in ("vtl", "z0", "z1"))
+        self.acknowledge_extints()
+        res = self.run(
+            self.api.simple(C.AssertVirtualInterrupt, assert_input(pid, ctl, dest, vector, vtl, z0, z1))
+        )
+        expected, t = self.parent_only(pid, (ACTIVE,))
+        if t is not None:
+            expected = self.apply_assert(t, ctl, dest, vector, assert_parameters_ok(ctl, vector, vtl, z0, z1))
+        assert res.status is expected, (res.status, expected)
+
+    def apply_assert(self, t: PartModel, ctl: int, dest: int, vector: int, ok: bool) -> HvStatus:
+        if not ok:
+            return S.INVALID_PARAMETER
+        kind = IT(ctl & U32)
+        if kind is IT.ExtInt:
+            return self.apply_ext_int(t, dest, vector)
+        indices = destination(list(t.vps), dest, bool(ctl & INTERRUPT_LOGICAL))
+        if not indices:
+            return S.INVALID_VP_INDEX
+        if kind is IT.LowestPriority:
+            indices = indices[:1]  # the lowest VP index of the set
+        for i in indices:
+            self.deliver(t.vps[i], kind, vector, bool(ctl & INTERRUPT_LEVEL))
+        return S.SUCCESS
+
+    @staticmethod
+    def deliver(vp: VpModel, kind: IT, vector: int, level: bool) -> None:
+        """One VP's share: vector NONE withdraws a level-triggered fixed or lowest-priority line (every
+        pending vector goes, as implemented: an ExtInt too, never to be acknowledged); INIT resets
+        the VP (its local APIC is cleared; an AP waits for SIPI, VP 0 restarts from the reset
+        vector); SIPI starts a waiting AP at RIP 0 (CS from the vector); NMIs are counted; fixed and
+        lowest-priority vectors pend."""
+        if vector == NONE:
+            if level and kind in (IT.Fixed, IT.LowestPriority):
+                vp.apic.withdraw()
+            return
+        if kind is IT.Init:
+            vp.apic.init()
+            if vp.index == 0:
+                vp.regs[R.Rip] = CHILD_RESET[R.Rip]
+            else:
+                vp.started = False
+        elif kind is IT.Sipi and not vp.started:
+            vp.started = True
+            vp.regs[R.Rip] = 0
+        if kind is IT.Nmi:
+            vp.apic.nmis += 1
+        elif kind in (IT.Fixed, IT.LowestPriority) and vector not in vp.apic.pending:
+            vp.apic.pending.append(vector)  # one IRR bit per vector
+
+    def apply_ext_int(self, t: PartModel, dest: int, vector: int) -> HvStatus:
+        """ExtInt always targets VP 0 and latches (HYPERCALLS.md 4.34, conformance 7.7 101-102)."""
+        if dest != 0:
+            return S.INVALID_VP_INDEX
+        if t.latch == Latch.ACKNOWLEDGED:
+            return S.ACKNOWLEDGED  # until ClearVirtualInterrupt
+        vp0 = t.vps.get(0)
+        if vp0 is None:
+            return S.INVALID_VP_INDEX
+        vp0.apic.ext_int(vector)
+        if vector == NONE:
+            t.latch = Latch.NONE  # withdrawn before VP 0 took it
+        elif self.runs(t, vp0):
+            t.latch = Latch.ACKNOWLEDGED  # VP 0 runs: it takes it at once
+        else:
+            t.latch = Latch.PENDING
+            vp0.apic.owes_ack = True
+        return S.SUCCESS
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data(), **EXT_INT_ARGS)
+    def ext_int(self, pid: int, data: st.DataObject, vector: int, again: int, vp0: str, then: str) -> None:
+        """The ExtInt latch of an ACTIVE child: NONE -> PENDING (VP 0 suspended) -> ACKNOWLEDGED once
+        VP 0 runs and takes it; a new ExtInt is ACKNOWLEDGED until ClearVirtualInterrupt (NOT_ACKNOWLEDGED
+        with nothing acknowledged), conformance 7.7 102-103; vector NONE withdraws a pending one."""
+        if pid not in self.in_state(ACTIVE):
+            pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+        t = self.children[pid]
+        if vp0 != "as is" and 0 in t.vps:
+            self.set_registers(pid, 0, {R.ExplicitSuspend: 1})
+        self.assert_irq(pid, IT.ExtInt, vector, 0)
+        if vp0 == "suspended, then run" and 0 in t.vps:
+            self.set_registers(pid, 0, {R.ExplicitSuspend: 0})
+        if then.startswith("clear"):
+            self.clear_irq(pid)
+        if then.endswith("assert again"):
+            self.assert_irq(pid, IT.ExtInt, again, 0)
+        self.acknowledge_extints()
+        assert self.sim.hv.partitions[pid].ext_int == t.latch
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(data=st.data(), vector=st.integers(0x20, 0xFF), logical=st.booleans(), level=st.booleans())
+    def interrupt_all(self, data: st.DataObject, vector: int, logical: bool, level: bool) -> None:
+        """What a host does with a guest of several VPs: the AP start-up sequence, INIT and SIPI, to each
+        AP; then a fixed interrupt, a lowest-priority one (to the lowest VP only) and an NMI to all of
+        them (broadcast, or a logical mask of them all). The same checked calls as the rules; INIT
+        clears an APIC, so it comes first, and the invariants see what the others delivered."""
+        pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+        vps = sorted(self.children[pid].vps)
+        for ap in vps[1:]:
+            self.assert_irq(pid, IT.Init, 0, ap)
+            self.assert_irq(pid, IT.Sipi, data.draw(st.integers(0, 0xFF), label="SIPI vector"), ap)
+        dest = sum(1 << i for i in vps if i < 64) if logical else BROADCAST  # logical: APIC IDs 0-63
+        for kind in (IT.Fixed, IT.LowestPriority, IT.Nmi):
+            self.assert_irq(pid, kind, 0 if kind is IT.Nmi else vector, dest, level=level, logical=logical)
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data())
+    def clear_interrupt(self, pid: int, data: st.DataObject) -> None:
+        self.clear_irq(often(data, self.in_state(ACTIVE), "ACTIVE child") or pid)
+
+    def clear_irq(self, pid: int) -> None:
+        """ClearVirtualInterrupt (HYPERCALLS.md 4.35): clears an acknowledged ExtInt latch."""
+        self.acknowledge_extints()
+        status = self.run(self.api.simple(C.ClearVirtualInterrupt, clear_input(pid))).status
+        expected, t = self.parent_only(pid, (ACTIVE,))
+        if t is not None:
+            expected = S.SUCCESS if t.latch == Latch.ACKNOWLEDGED else S.NOT_ACKNOWLEDGED
+            if expected is S.SUCCESS:
+                t.latch = Latch.NONE
+        assert status is expected, (status, expected)
+
+    # --- registered intercept results, and GetVpCpuidValues that applies them ---------------------
+    def result_target(self, pid: int, vp: int, kind: int) -> tuple[HvStatus | None, PartModel | None]:
+        """Register/UnregisterInterceptResult: an ACTIVE child, a VP of it or HV_ANY_VP, CPUID or MSR."""
+        status, t = self.parent_only(pid, (ACTIVE,))
+        if t is None:
+            return status, None
+        if vp != HV_ANY_VP and vp not in t.vps:
+            return S.INVALID_VP_INDEX, None
+        if kind not in (CPUID, MSR):
+            return S.INVALID_PARAMETER, None
+        return None, t
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data(), **RESULT_ARGS)
+    def register_result(
+        self, pid: int, data: st.DataObject, vp: int, kind: int, cpuid: CpuidPattern, msr: MsrPattern
+    ) -> None:
+        """RegisterInterceptResult (HYPERCALLS.md 4.25) for a VP or HV_ANY_VP of (mostly) an ACTIVE
+        child; half the time for a leaf (and subleaf) the child has a registration for already."""
+        pid = often(data, self.in_state(ACTIVE), "ACTIVE child") or pid
+        t = self.lookup(pid)
+        known = sorted({(leaf, sub) for _, leaf, sub in t.cpuid_results}, key=str) if t else []
+        if kind == CPUID and known and data.draw(st.booleans(), label="a registered leaf"):
+            leaf, sub = data.draw(st.sampled_from(known), label="registered leaf")
+            cpuid = cpuid._replace(leaf=leaf, subleaf=sub or 0, specific=int(sub is not None))
+        self.register(pid, vp, kind, cpuid, msr)
+
+    def register(self, pid: int, vp: int, kind: int, cpuid: CpuidPattern, msr: MsrPattern) -> None:
+        """A CPUID answer (its mask bits override) or an unimplemented MSR's action (per access); a
+        registration of the same pattern replaces one. Registrations cost no pool page."""
+        params = cpuid_parameters(cpuid) if kind == CPUID else msr_parameters(msr)
+        res = self.run(self.api.simple(C.RegisterInterceptResult, result_header(pid, vp, kind) + params))
+        expected, t = self.result_target(pid, vp, kind)
+        if t is not None:
+            expected = S.SUCCESS
+            if kind == CPUID and cpuid_pattern_ok(cpuid):
+                key = cpuid_key(vp, cpuid.leaf, cpuid.subleaf, cpuid.specific)
+                t.cpuid_results[key] = (cpuid.values, cpuid.masks)
+            elif kind == MSR and msr_pattern_ok(msr):
+                for access in MSR_ACCESSES:
+                    if msr.access & access:
+                        t.msr_results[(vp, msr.msr_index, access)] = msr.action
+            else:
+                expected = S.INVALID_PARAMETER
+        assert res.status is expected, (res.status, expected)
+
+    def registrations(self) -> list[tuple[int, int, int, int, int | None]]:
+        """(child, VP, type, leaf or MSR index, subleaf or access) of every registration that exists."""
+        found: list[tuple[int, int, int, int, int | None]] = []
+        for pid in self.in_state(ACTIVE):
+            t = self.children[pid]
+            found += [(pid, vp, CPUID, leaf, subleaf) for vp, leaf, subleaf in t.cpuid_results]
+            found += [(pid, vp, MSR, index, access) for vp, index, access in t.msr_results]
+        return found
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data(), **RESULT_ARGS)
+    def unregister_result(
+        self, pid: int, data: st.DataObject, vp: int, kind: int, cpuid: CpuidPattern, msr: MsrPattern
+    ) -> None:
+        """UnregisterInterceptResult (HYPERCALLS.md 4.26): three times in four the pattern of a
+        registration that exists (an MSR one maybe for both accesses; a CPUID one for any subleaf
+        ignores the subleaf), else a drawn one; nothing matching is ``unregister_missing_status``."""
+        leaf, subleaf, specific = cpuid.leaf, cpuid.subleaf, cpuid.specific
+        index, access = msr.msr_index, msr.access
+        chosen = often(data, self.registrations(), "registration")
+        if chosen is not None:
+            pid, vp, kind, what, detail = chosen
+            if kind == CPUID:
+                leaf, specific = what, int(detail is not None)
+                subleaf = data.draw(st.integers(0, 2), label="subleaf") if detail is None else detail
+            else:
+                assert detail is not None
+                index, access = what, detail | data.draw(st.sampled_from([0, 0, 3]), label="accesses")
+        if kind == CPUID:
+            params = unregister_cpuid_parameters(leaf, subleaf, specific)
+        else:
+            params = unregister_msr_parameters(index, access)
+        res = self.run(self.api.simple(C.UnregisterInterceptResult, result_header(pid, vp, kind) + params))
+        expected, t = self.result_target(pid, vp, kind)
+        if t is not None:
+            if kind == CPUID:
+                removed = t.cpuid_results.pop(cpuid_key(vp, leaf, subleaf, specific), None) is not None
+            elif msr_access_ok(access):
+                gone = [t.msr_results.pop((vp, index, a), None) for a in MSR_ACCESSES if access & a]
+                removed = any(action is not None for action in gone)
+            else:
+                removed = False
+            expected = S.SUCCESS if removed else self.config.unregister_missing_status
+            if kind == MSR and not msr_access_ok(access):
+                expected = S.INVALID_PARAMETER  # malformed, not missing
+        assert res.status is expected, (res.status, expected)
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data(), **CPUID_VALUES_ARGS)
+    def cpuid_values(
+        self,
+        pid: int,
+        data: st.DataObject,
+        vp: int,
+        flags: int,
+        flaw: str | None,
+        queries: list[tuple[int, int]],
+    ) -> None:
+        """GetVpCpuidValues (HYPERCALLS.md 4.15) of a VP of (mostly) an ACTIVE child with registrations,
+        half the time of the leaves it has registrations for."""
+        active = self.in_state(ACTIVE)
+        registered = [pid for pid in active if self.children[pid].cpuid_results]
+        pid = often(data, registered or active, "ACTIVE child") or pid
+        t = self.lookup(pid)
+        if t is not None and t.cpuid_results and data.draw(st.booleans(), label="registered leaves"):
+            leaves = sorted({(leaf, 0 if sub is None else sub) for _, leaf, sub in t.cpuid_results})
+            queries = data.draw(st.lists(st.sampled_from(leaves), min_size=1, max_size=4), label="queries")
+        self.check_cpuid_values(pid, vp, flags, flaw, queries)
+
+    def check_cpuid_values(
+        self, pid: int, vp: int, flags: int, flaw: str | None, queries: list[tuple[int, int]]
+    ) -> None:
+        """The call, then the same queries with ApplyRegisteredValues flipped: applied, each result is
+        the plain one with the registration that applies merged in (the VP's own before HV_ANY_VP's,
+        a subleaf's own before any subleaf's: the first found)."""
+        reserved, padding = int(flaw == "reserved"), int(flaw == "padding")
+        out = self.cpuid_call(pid, vp, flags, reserved, padding, queries)
+        expected, t = self.parent_only(pid, (ACTIVE,))
+        if t is not None:
+            if vp not in t.vps:
+                expected = S.INVALID_VP_INDEX
+            elif flags & ~(APPLY_REGISTERED_VALUES | 1) or reserved or padding:
+                expected = S.INVALID_PARAMETER
+        if expected is not None or t is None:
+            assert (out.status, out.reps_completed) == (expected, 0)
+            return
+        assert (out.status, out.reps_completed) == (S.SUCCESS, len(queries))
+        flipped = self.cpuid_call(pid, vp, flags ^ APPLY_REGISTERED_VALUES, 0, 0, queries)
+        assert (flipped.status, flipped.reps_completed) == (S.SUCCESS, len(queries))
+        applied, plain = cpuid_results(out.output), cpuid_results(flipped.output)
+        if not flags & APPLY_REGISTERED_VALUES:
+            applied, plain = plain, applied
+        merged = [
+            registered_cpuid(t.cpuid_results, vp, leaf, sub, r)
+            for (leaf, sub), r in zip(queries, plain, strict=True)
+        ]
+        assert applied == merged
+
+    def cpuid_call(
+        self, pid: int, vp: int, flags: int, reserved: int, padding: int, queries: list[tuple[int, int]]
+    ) -> Any:
+        header = cpuid_values_input(pid, vp, flags, reserved, padding)
+        return self.run(self.api.rep(C.GetVpCpuidValues, header, [cpuid_query(*q) for q in queries]))
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(data=st.data(), leaf=st.sampled_from(CPUID_LEAVES), cpuid=cpuid_patterns, msr=msr_patterns)
+    def cpuid_policy(self, data: st.DataObject, leaf: int, cpuid: CpuidPattern, msr: MsrPattern) -> None:
+        """What a host does to set a VM's CPUID: registrations for one leaf, partition-wide (HV_ANY_VP)
+        and for some of its VPs, for any subleaf or one; then GetVpCpuidValues with
+        ApplyRegisteredValues on every VP must show the registration that wins for each (the same
+        checked calls as the rules)."""
+        pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+        t = self.children[pid]
+        for vp in [HV_ANY_VP, *sorted(t.vps)]:
+            for subleaf in data.draw(st.sets(st.sampled_from([None, 0, 1])), label=f"registrations of {vp}"):
+                values = data.draw(words, label="values")
+                pattern = cpuid._replace(leaf=leaf, subleaf=subleaf or 0, specific=int(subleaf is not None))
+                self.register(pid, vp, CPUID, pattern._replace(values=values, always=0, padding=0), msr)
+        for vp in sorted(t.vps):
+            self.check_cpuid_values(pid, vp, APPLY_REGISTERED_VALUES, None, [(leaf, 0), (leaf, 1), (leaf, 2)])
+
+    # --- statistics pages (the caller's pool pays) and VP state pages (the child's pool pays) -------
+    def stats_caller(self, data: st.DataObject) -> tuple[PartModel, HostApi]:
+        """The root three times in four, else an ACTIVE child's VP (its own statistics: AccessStats)."""
+        callers = self.callers()
+        if callers and data.draw(st.integers(0, 3), label="from a child") == 0:
+            child, index = data.draw(st.sampled_from(callers), label="child caller")
+            return self.children[child], HostApi(self.sim, caller=child, vp=index)
+        return self.root, self.api
+
+    def stats_object(
+        self, caller: PartModel, kind: int, target: int, vp: int, area: int, flawed: bool
+    ) -> tuple[HvStatus | None, StatsKey | None]:
+        """The object a statistics identity names, keyed as the hypervisor keys it, after the access
+        rules (HYPERCALLS.md 4.29, 5.10): AccessStats; hypervisor and LP objects are the root's; a
+        partition's and its VPs' are its own and its parent's."""
+        if not caller.privileges & PP.AccessStats:
+            return S.ACCESS_DENIED, None
+        if not stats_parameters_ok(kind, area, flawed):
+            return S.INVALID_PARAMETER, None
+        if kind in (ST.Hypervisor, ST.LogicalProcessor):
+            if not caller.is_root:
+                return S.ACCESS_DENIED, None
+            if kind == ST.LogicalProcessor and target >= self.config.root_vps:
+                return S.INVALID_PARAMETER, None  # one LP per root VP
+            return None, (kind, 0 if kind == ST.Hypervisor else target, area)
+        t = self.resolve(caller, target)
+        if t is None:
+            return S.INVALID_PARTITION_ID, None
+        if t is not caller and not caller.is_root:
+            return S.ACCESS_DENIED, None  # neither itself nor its child
+        if t.state != ACTIVE:
+            return S.INVALID_PARTITION_STATE, None
+        if kind == ST.Partition:
+            return None, (kind, t.pid, area)
+        if vp not in t.vps:
+            return S.INVALID_VP_INDEX, None
+        return None, (kind, t.pid, vp, area)
+
+    def stats_object_drawn(
+        self,
+        data: st.DataObject,
+        caller: PartModel,
+        reuse: bool,
+        pid: int,
+        kind: int,
+        lp: int,
+        vp: int,
+        area: int,
+    ) -> tuple[int, int, int, int]:
+        """(type, target, VP, area): with *reuse* an object the caller mapped (if any), else the drawn
+        type naming (for the root, mostly) an ACTIVE child, the caller itself, or *pid*; mostly a VP
+        the target has."""
+        if reuse and caller.stats:
+            return identity_of(data.draw(st.sampled_from(list(caller.stats)), label="mapped object"))
+        if kind in (ST.Hypervisor, ST.LogicalProcessor):
+            return kind, lp, vp, area
+        children = self.in_state(ACTIVE) if caller.is_root else []
+        names = [SELF, caller.pid, pid, *children, *children]
+        target = data.draw(st.sampled_from(names), label="names")
+        t = self.resolve(caller, target)
+        if t is not None and t.vps and kind == ST.Vp:
+            vp = often(data, sorted(t.vps), "its VP") or vp
+        return kind, target, vp, area
+
+    @rule(pid=partitions, data=st.data(), **MAP_STATS_ARGS)
+    def map_stats(
+        self, pid: int, data: st.DataObject, kind: int, lp: int, vp: int, area: int, flaw: str | None,
+        location: int, top_up: bool,
+    ) -> None:  # fmt: skip
+        """MapStatsPage2 by the root or a child (HYPERCALLS.md 4.29, conformance 7.8 126-129); one
+        time in four an object the caller mapped already (OPERATION_DENIED). With *top_up* a short
+        caller first deposits the page into its own pool (what Linux does on INSUFFICIENT_MEMORY)."""
+        caller, api = self.stats_caller(data)
+        reuse = data.draw(st.integers(0, 3), label="again") == 0
+        kind, target, vp, area = self.stats_object_drawn(data, caller, reuse, pid, kind, lp, vp, area)
+        if top_up:
+            self.top_up(caller, COSTS.stats_page)
+        at = data.draw(st.integers(0, 14), label="reserved byte") if flaw == "identity" else None
+        self.map_stats_page(caller, api, kind, target, vp, area, at, flaw == "header", location)
+
+    def top_up(self, p: PartModel, pages: int) -> None:
+        """Deposit what *p*'s pool is short of *pages* (into SELF for the root)."""
+        short = pages - self.available(p)
+        if short > 0:
+            if p.is_root:
+                self.deposit_self(short, by_id=True)
+            else:
+                self.deposit(p.pid, short)
+
+    def map_stats_page(
+        self, caller: PartModel, api: HostApi, kind: int, target: int, vp: int, area: int, at: int | None,
+        header_flaw: bool, location: int,
+    ) -> None:  # fmt: skip
+        """One page of the caller's pool per object; an object it mapped is OPERATION_DENIED."""
+        identity = stats_identity(kind, target, vp, area, at)
+        res = self.run(
+            api.simple(C.MapStatsPage2, map_stats_input(kind, identity, location, int(header_flaw)))
+        )
+        expected: HvStatus | None = S.INVALID_PARAMETER
+        key: StatsKey | None = None
+        if not header_flaw:
+            expected, key = self.stats_object(caller, kind, target, vp, area, at is not None)
+        if key is not None:
+            if key in caller.stats:
+                expected = S.OPERATION_DENIED  # unmap it first
+            elif self.available(caller) < COSTS.stats_page:
+                expected = S.INSUFFICIENT_MEMORY
+            else:
+                expected = S.SUCCESS
+                caller.stats[key] = location
+        assert res.status is expected, (res.status, expected)
+
+    @rule(pid=partitions, data=st.data(), **STATS_ARGS)
+    def unmap_stats(
+        self, pid: int, data: st.DataObject, kind: int, lp: int, vp: int, area: int, flaw: str | None
+    ) -> None:
+        """UnmapStatsPage (HYPERCALLS.md 4.30, conformance 7.8 130): three times in four an object the
+        caller mapped (its page goes back to the caller's pool), else a drawn one (OPERATION_DENIED if
+        it is not mapped)."""
+        caller, api = self.stats_caller(data)
+        reuse = data.draw(st.integers(0, 3), label="mapped") > 0
+        kind, target, vp, area = self.stats_object_drawn(data, caller, reuse, pid, kind, lp, vp, area)
+        at = data.draw(st.integers(0, 14), label="reserved byte") if flaw == "identity" else None
+        self.unmap_stats_page(caller, api, kind, target, vp, area, at, flaw == "header")
+
+    def unmap_stats_page(
+        self, caller: PartModel, api: HostApi, kind: int, target: int, vp: int, area: int, at: int | None,
+        header_flaw: bool,
+    ) -> None:  # fmt: skip
+        """The page goes back to the caller's pool; an object it has not mapped is OPERATION_DENIED."""
+        identity = stats_identity(kind, target, vp, area, at)
+        res = self.run(api.simple(C.UnmapStatsPage, unmap_stats_input(kind, identity, int(header_flaw))))
+        expected: HvStatus | None = S.INVALID_PARAMETER
+        key: StatsKey | None = None
+        if not header_flaw:
+            expected, key = self.stats_object(caller, kind, target, vp, area, at is not None)
+        if key is not None:
+            expected = S.SUCCESS if caller.stats.pop(key, None) is not None else S.OPERATION_DENIED
+        assert res.status is expected, (res.status, expected)
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data(), **MAP_STATE_ARGS)
+    def map_vp_state(
+        self,
+        pid: int,
+        data: st.DataObject,
+        vp: int,
+        page_type: int,
+        placement: tuple[int, int],
+        vtl: int,
+        top_up: bool,
+    ) -> None:
+        """MapVpStatePage (HYPERCALLS.md 4.31, conformance 7.8 131) on a VP of (mostly) an ACTIVE child.
+        With *top_up* a short child first gets the page deposited (what Linux does on
+        INSUFFICIENT_MEMORY)."""
+        pid = often(data, self.in_state(ACTIVE), "ACTIVE child") or pid
+        t = self.lookup(pid)
+        if top_up and t is not None and t.state == ACTIVE:
+            self.top_up(t, COSTS.stats_page)
+        self.map_state(pid, vp, page_type, vtl, *placement)
+
+    def map_state(self, pid: int, vp: int, page_type: int, vtl: int, flags: int, location: int) -> None:
+        """One page of the child's pool per (VP, type), a second is OBJECT_IN_USE; it lives where the
+        caller asked, else where the hypervisor puts it (the same place each time)."""
+        res = self.run(
+            self.api.simple(C.MapVpStatePage, map_state_input(pid, vp, page_type, vtl, flags, location))
+        )
+        expected, t = self.parent_only(pid, (ACTIVE,))
+        if t is not None:
+            if vp not in t.vps:
+                expected = S.INVALID_VP_INDEX
+            elif page_type not in (VT.Registers, VT.InterceptMessage):
+                expected = S.INVALID_PARAMETER  # GHCB pages are for SEV-SNP guests only
+            elif not state_page_flags_ok(vtl, flags, location):
+                expected = S.INVALID_PARAMETER
+            elif (vp, page_type) in t.state_pages:
+                expected = S.OBJECT_IN_USE
+            elif self.available(t) < COSTS.stats_page:
+                expected = S.INSUFFICIENT_MEMORY
+        assert res.status is (expected or S.SUCCESS), (res.status, expected)
+        if res.status is S.SUCCESS and t is not None:
+            (where,) = _U64.unpack_from(res.output)
+            if flags & MAP_LOCATION_PROVIDED:
+                assert where == location
+            else:
+                assert where and self.state_page_spots.setdefault((t.pid, vp, page_type), where) == where
+            t.state_pages[(vp, page_type)] = where
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(pid=partitions, data=st.data(), **UNMAP_STATE_ARGS)
+    def unmap_vp_state(
+        self, pid: int, data: st.DataObject, vp: int, page_type: int, vtl: int, reserved: int
+    ) -> None:
+        """UnmapVpStatePage (HYPERCALLS.md 4.32): three times in four a page that is mapped (its page
+        goes back to the child's pool), else a drawn one (OPERATION_DENIED if not mapped)."""
+        mapped = [(pid, vp, ty) for pid in self.in_state(ACTIVE) for vp, ty in self.children[pid].state_pages]
+        pid, vp, page_type = often(data, mapped, "mapped page") or (pid, vp, page_type)
+        self.unmap_state(pid, vp, page_type, vtl, reserved)
+
+    def unmap_state(self, pid: int, vp: int, page_type: int, vtl: int, reserved: int) -> None:
+        """The page goes back to the child's pool; a page not mapped is OPERATION_DENIED."""
+        res = self.run(
+            self.api.simple(C.UnmapVpStatePage, unmap_state_input(pid, vp, page_type, vtl, reserved))
+        )
+        expected, t = self.parent_only(pid, (ACTIVE,))
+        if t is not None:
+            if vp not in t.vps:
+                expected = S.INVALID_VP_INDEX
+            elif (
+                page_type not in (VT.Registers, VT.InterceptMessage) or vtl not in STATE_PAGE_VTLS or reserved
+            ):
+                expected = S.INVALID_PARAMETER  # as MapVpStatePage (4.32 mirrors 4.31)
+            elif t.state_pages.pop((vp, page_type), None) is None:
+                expected = S.OPERATION_DENIED  # not mapped
+        assert res.status is (expected or S.SUCCESS), (res.status, expected)
+
+    @precondition(lambda self: bool(self.in_state(ACTIVE)))
+    @rule(data=st.data(), area=st.integers(0, 2), end=st.sampled_from(["delete VP", "finalize", "stop"]))
+    def watch_vp(self, data: st.DataObject, area: int, end: str) -> None:
+        """What a host does to watch a VP: the root maps the statistics pages of a child and of one of
+        its VPs (its own pool pays; mapping the VP's again is OPERATION_DENIED), and the VP's state
+        pages (the child's pool pays; both topped up first). Then it takes the VP away (DeleteVp, or
+        FinalizePartition): the pages of what went must go; or it stops watching (UnmapStatsPage,
+        UnmapVpStatePage). Every page must come back to the pool that paid for it (the same checked
+        calls as the rules)."""
+        pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+        t = self.children[pid]
+        if not t.vps:
+            return
+        vp = data.draw(st.sampled_from(sorted(t.vps)), label="VP")
+        self.top_up(self.root, 2 * COSTS.stats_page)
+        self.map_stats_page(self.root, self.api, ST.Partition, pid, 0, area, None, False, 0)
+        self.map_stats_page(self.root, self.api, ST.Vp, pid, vp, area, None, False, 0)
+        self.map_stats_page(self.root, self.api, ST.Vp, pid, vp, area, None, False, 1)  # mapped: denied
+        self.top_up(t, 2 * COSTS.stats_page)
+        for page_type in (VT.Registers, VT.InterceptMessage):
+            self.map_state(pid, vp, page_type, 0, 0, 0)
+        if end == "finalize":
+            self.finalize(pid)
+        elif end == "delete VP":
+            self.delete_vp(pid, vp)
+        else:
+            self.unmap_stats_page(self.root, self.api, ST.Partition, pid, 0, area, None, False)
+            self.unmap_stats_page(self.root, self.api, ST.Vp, pid, vp, area, None, False)
+            for page_type in (VT.Registers, VT.InterceptMessage):
+                self.unmap_state(pid, vp, page_type, 0, 0)
+
+    def replace_vp(self, pid: int, data: st.DataObject) -> None:
+        """DeleteVp of a VP of ACTIVE child *pid* (three times in four one with pages mapped of it),
+        maybe CreateVp again: its VP state pages and the statistics pages of it must go, their pool
+        pages back (the same checked calls as the rules)."""
+        t = self.children[pid]
+        if not t.vps:
+            return
+        mapped = {vp for vp, _ in t.state_pages}
+        for p in [self.root, t]:
+            mapped |= {key[2] for key in p.stats if key[0] == ST.Vp and key[1] == pid}
+        index = often(data, sorted(mapped), "VP with pages")
+        if index is None:
+            index = data.draw(st.sampled_from(sorted(t.vps)), label="VP")
+        self.delete_vp(pid, index)
+        if data.draw(st.booleans(), label="create it again"):
+            self.create_vp(pid, index)
+
+    def drop_pages(self, t: PartModel, vp: int | None = None) -> None:
+        """VP *vp* of *t* went (DeleteVp), or with None the partition's VPs (FinalizePartition): their
+        VP state pages go, and so do the statistics pages of them anyone mapped (of the partition
+        too, when it is finalized); each page goes back to the pool that paid for it."""
+
+        def gone(key: StatsKey) -> bool:
+            if key[0] not in PARTITION_OBJECTS or key[1] != t.pid:
+                return False
+            return vp is None or (key[0] == ST.Vp and key[2] == vp)
+
+        t.state_pages = {k: at for k, at in t.state_pages.items() if vp is not None and k[0] != vp}
+        for p in [self.root, *self.children.values()]:
+            p.stats = {key: at for key, at in p.stats.items() if not gone(key)}
+
+    @rule(data=st.data(), family=st.sampled_from(sorted(TRAFFIC)), n=st.integers(1, 12))
+    def host_traffic(self, data: st.DataObject, family: str, n: int) -> None:
+        """*n* calls in a row of one family (interrupts, intercept results, pages) into ACTIVE children:
+        the same checked calls as their rules, with the arguments those draw. ACTIVE children are
+        there in a minority of steps, so single calls alone would rarely reach the deeper states; if
+        there is none, one with several VPs (for destinations naming several) is brought up first."""
+        if not self.in_state(ACTIVE):
+            self.bring_up(data.draw(st.integers(2, 3), label="VPs"), data.draw(st.integers(0, 8)), 0)
+        if not self.in_state(ACTIVE):
+            return  # host RAM ran out
+        for _ in range(n):
+            name = data.draw(st.sampled_from(sorted(TRAFFIC[family])), label="call")
+            pid = data.draw(st.sampled_from(self.in_state(ACTIVE)), label="ACTIVE child")
+            args = {key: data.draw(strategy, label=key) for key, strategy in TRAFFIC[family][name].items()}
+            getattr(self, name)(pid=pid, data=data, **args)
+
     # --- invariants ------------------------------------------------------------------------------
+    @invariant()
+    def interrupts_results_and_pages_agree_with_model(self) -> None:
+        """Every partition's ExtInt latch, registered intercept results, the statistics pages it
+        mapped and the VP state pages of its VPs are the model's (their pool pages are in ``in_use``,
+        which the balance invariants check); so is the virtual APIC of every VP of an ACTIVE child."""
+        self.acknowledge_extints()
+        hv = self.sim.hv
+        for p in [self.root, *(self.children[pid] for pid in self.order)]:
+            real = hv.partitions[p.pid]
+            assert real.ext_int == p.latch, p.pid
+            assert (real.cpuid_results, real.msr_results) == (p.cpuid_results, p.msr_results), p.pid
+            assert (real.stats_pages, real.vp_state_pages) == (p.stats, p.state_pages), p.pid
+        apics = {(a.partition_id, a.index): a for a in self.sim.vp_actors()}
+        for pid in self.in_state(ACTIVE):
+            for index, vp in self.children[pid].vps.items():
+                a = apics[(pid, index)]
+                assert (a.apic_pending, a.nmis) == (vp.apic.pending, vp.apic.nmis), (pid, index)
+
     @invariant()
     def endpoints_and_synics_agree_with_model(self) -> None:
         """Ports, connections, buffers in use, and every live VP's SynIC: enable bits, masks, the
