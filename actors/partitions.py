@@ -81,6 +81,12 @@ class PartitionCalls(HvState):
         self.remove_endpoints(target)  # ports and connections go too (TLFS FinalizePartition)
         self.remove_mappings(target)  # and the address space: mapped host pages are the host's again
         self.drop_stats_pages(target.id)  # statistics pages of it, whoever mapped them
+        # Nothing is left to intercept or interrupt (HYPERCALLS.md 6.6 (3)): intercepts, registered
+        # intercept results and the ExtInt latch go with the VPs.
+        target.intercepts.clear()
+        target.cpuid_results.clear()
+        target.msr_results.clear()
+        target.ext_int = 0
         self.set_state(target, P.FINALIZED)
         # Every structure built on the child's behalf returns to its own pool, ready to withdraw.
         target.pool.release_all()

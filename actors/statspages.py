@@ -43,6 +43,8 @@ STATS_COUNTERS: dict[ST, tuple[str, ...]] = {
 #: u64 index of the counter of hypercall code 0; codes up to 0x1BF fit in the 4 KiB page.
 CALL_COUNTER_BASE = 64
 STATS_PAGE_COUNTERS = 4096 // 8
+#: The VP state pages this model has (GHCB pages exist only for SEV-SNP guests).
+STATE_PAGE_TYPES = frozenset({VpStatePageType.Registers, VpStatePageType.InterceptMessage})
 #: Where the hypervisor places a VP state page when the caller does not choose (GPA page numbers).
 STATE_PAGE_AREA = 0xF_F000_0000 >> 12
 
@@ -123,6 +125,7 @@ class StatsPageCalls(HvState):
         """The object went (a VP deleted, a partition finalized): every statistics page mapped for
         it, by anyone, goes too and its pool page returns to the caller that mapped it."""
         for caller in self.partitions.values():
+            dropped = False
             for key in list(caller.stats_pages):
                 kind, pid = key[0], key[1]
                 if kind not in (ST.Partition, ST.Vp) or pid != partition_id:
@@ -130,6 +133,9 @@ class StatsPageCalls(HvState):
                 if vp is None or (kind == ST.Vp and key[2] == vp):
                     del caller.stats_pages[key]
                     caller.pool.release(_charge_key(key))
+                    dropped = True
+            if dropped:
+                self.pool_changed(caller)  # the pool series in reports follow the returned page
 
     def read_stats(self, caller_id: int, key: tuple[int, ...]) -> dict[str, int]:
         """The counters of a mapped statistics page, as they are now (KeyError if not mapped)."""
@@ -196,7 +202,7 @@ class StatsPageCalls(HvState):
             return status
         if inp.vp_index not in target.vps:
             return S.INVALID_VP_INDEX
-        if inp.page_type not in (VpStatePageType.Registers, VpStatePageType.InterceptMessage):
+        if inp.page_type not in STATE_PAGE_TYPES:
             return S.INVALID_PARAMETER  # GHCB pages exist only for SEV-SNP guests
         if (
             inp.input_vtl not in (0, 0x10)
@@ -228,8 +234,8 @@ class StatsPageCalls(HvState):
             return status
         if inp.vp_index not in target.vps:
             return S.INVALID_VP_INDEX
-        if inp.input_vtl not in (0, 0x10) or inp.reserved:
-            return S.INVALID_PARAMETER
+        if inp.page_type not in STATE_PAGE_TYPES or inp.input_vtl not in (0, 0x10) or inp.reserved:
+            return S.INVALID_PARAMETER  # as MapVpStatePage (HYPERCALLS.md 4.32 mirrors 4.31)
         if target.vp_state_pages.pop((inp.vp_index, inp.page_type), None) is None:
             return S.OPERATION_DENIED  # [inferred] not mapped
         target.pool.release(f"vpstate:{inp.vp_index}:{inp.page_type}")

@@ -195,9 +195,13 @@ class VpActor(SimActor):
                     self._extint_unacked = True
                 self.apic_pending.append(vector)
         elif vector == VECTOR_NONE:
-            self.apic_pending.clear()  # a level-triggered line withdrawn before it was taken
-        elif kind in (FIXED, LOWEST_PRIORITY):
-            self.apic_pending.append(vector)
+            # A level-triggered line withdrawn before it was taken; an ExtInt among them goes too,
+            # and with it the acknowledgement VP 0 would have given on running.
+            self.apic_pending.clear()
+            self._extint_vector = None
+            self._extint_unacked = False
+        elif kind in (FIXED, LOWEST_PRIORITY) and vector not in self.apic_pending:
+            self.apic_pending.append(vector)  # one IRR bit per vector: a repeat while pending merges
         self.interrupts += 1
         self._wake_irq()
 
@@ -212,6 +216,7 @@ class VpActor(SimActor):
         self.halted = self.waiting = False
         self.apic_pending.clear()
         self._extint_vector = None
+        self._extint_unacked = False  # an ExtInt cleared before it was taken is never acknowledged
         if self.runnable and self.crash_code is None:
             self._process = self.env.process(self._execute())
 

@@ -510,6 +510,13 @@ def test_a_de_assertion_delivers_nothing(world: World, kind: IT, level: bool) ->
     assert (actor(world, pid, 1).nmis, _ap_state(world, pid)) == (0, (True, 0))
 
 
+def test_a_vector_asserted_again_while_pending_is_pending_once(world: World, child: int) -> None:
+    for vector in (0x30, 0x31, 0x30, 0x30):
+        assert assert_irq(world, child, IT.Fixed, vector, 0) is S.SUCCESS
+    assert assert_irq(world, child, IT.LowestPriority, 0x31, 0b11, logical=True) is S.SUCCESS
+    assert pending(world, child, (0, 1)) == [[0x30, 0x31], []]  # one IRR bit per vector
+
+
 def test_level_triggered_vector_none_withdraws_a_pending_interrupt_edge_does_not(
     world: World, child: int
 ) -> None:
@@ -581,6 +588,23 @@ def test_extint_de_asserted_before_acknowledgement_latches_nothing(world: World,
     assert assert_irq(world, child, IT.ExtInt, 0x21) is S.SUCCESS  # a fresh assertion, taken at once
     settle(world)
     assert assert_irq(world, child, IT.ExtInt, 0x21) is S.ACKNOWLEDGED
+
+
+@pytest.mark.parametrize("clearing", ["init", "level-withdrawal"])
+def test_an_extint_cleared_from_the_apic_before_vp_0_ran_is_never_acknowledged(
+    world: World, child: int, clearing: str
+) -> None:
+    assert assert_irq(world, child, IT.ExtInt, 0x20) is S.SUCCESS  # VP 0 suspended: not taken yet
+    if clearing == "init":
+        assert assert_irq(world, child, IT.Init, 0, 0) is S.SUCCESS
+    else:
+        assert assert_irq(world, child, IT.Fixed, NONE, 0, level=True) is S.SUCCESS
+    _resume(world, child)
+    assert pending(world, child, (0,)) == [[]]
+    assert clear_irq(world, child) is S.NOT_ACKNOWLEDGED  # no one took it (HYPERCALLS.md 4.35)
+    assert assert_irq(world, child, IT.ExtInt, 0x21) is S.SUCCESS  # not ACKNOWLEDGED: a new one
+    settle(world)
+    assert assert_irq(world, child, IT.ExtInt, 0x22) is S.ACKNOWLEDGED  # that one VP 0 took
 
 
 def test_a_guest_never_takes_an_extint_de_asserted_before_it_ran(world: World) -> None:

@@ -618,6 +618,8 @@ def test_unmap_vp_state_page_statuses_and_refund(world: World, child: int, intru
     assert unmap_state(world, child, 2, VT.Registers) is S.INVALID_VP_INDEX
     assert unmap_state(world, child, 0, VT.Registers, vtl=1) is S.INVALID_PARAMETER
     assert unmap_state(world, child, 0, VT.Registers, reserved=1) is S.INVALID_PARAMETER
+    for bad_type in (VT.Ghcb, 7):  # as MapVpStatePage: no such page in this model (4.32 mirrors 4.31)
+        assert unmap_state(world, child, 0, bad_type) is S.INVALID_PARAMETER
     assert unmap_state(world, child, 0, VT.Registers) is S.SUCCESS
     assert world.balance(child) == before
     assert unmap_state(world, child, 0, VT.Registers) is S.OPERATION_DENIED
