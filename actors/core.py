@@ -237,7 +237,6 @@ class Hypervisor(
         res = dispatch(self.table, self.config, caller, self.gpa_limit(caller.id), req, fault)
         if res.reissue:
             return res  # the VP was suspended instead; its call completes when re-issued
-        vp.hypercalls += 1
         vp.calls_by_code[code] = vp.calls_by_code.get(code, 0) + 1
         key = (code, int(res.status))
         self.call_counts[key] = self.call_counts.get(key, 0) + 1

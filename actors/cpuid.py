@@ -108,6 +108,8 @@ from hvsim.actors.cpufeatures import (
     effective_disabled,
 )
 from hvsim.actors.hvdef import HV_MAXIMUM_PROCESSORS
+from hvsim.actors.hvdef import RegisterName as R
+from hvsim.actors.model import Partition, Vp
 from hvsim.actors.registers import HYPERVISOR_VERSION
 
 _U32 = 0xFFFF_FFFF
@@ -289,3 +291,25 @@ def cpuid_model(
         if feature in off:
             values[register] &= ~(1 << bit)
     return values[0], values[1], values[2], values[3]
+
+
+def vp_cpuid(
+    p: Partition, vp: Vp, leaf: int, subleaf: int, max_vps: int, xfem_xss: tuple[int, int] | None = None
+) -> tuple[int, int, int, int]:
+    """What *vp* of *p* reads for CPUID *leaf* / *subleaf* (no registered results applied): the
+    partition's disabled features and privileges, the VP's APIC ID, and XCR0 / IA32_XSS from the VP's
+    HvX64RegisterXfem / HvX64RegisterXss unless *xfem_xss* gives them (GetVpCpuidValues' elements)."""
+    regs = vp.regs
+    xfem, xss = xfem_xss if xfem_xss is not None else (regs[R.Xfem], regs[R.Xss])
+    return cpuid_model(
+        leaf,
+        subleaf,
+        p.disabled_processor_features,
+        p.disabled_xsave_features,
+        xfem=xfem,
+        xss=xss,
+        privileges=p.privileges,
+        apic_id=regs[R.InitialApicId],
+        vp_count=len(p.vps),
+        max_vps=max_vps,
+    )

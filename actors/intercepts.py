@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from hvsim.actors.cpuid import cpuid_model
+from hvsim.actors.cpuid import vp_cpuid
 from hvsim.actors.hvdef import (
     ACCESS_EXECUTE,
     ACCESS_READ,
@@ -233,18 +233,7 @@ class InterceptCalls(HvState):
             vp.index,
             a.address,
             a.subleaf,
-            cpuid_model(
-                a.address,
-                a.subleaf,
-                p.disabled_processor_features,
-                p.disabled_xsave_features,
-                xfem=vp.regs[R.Xfem],  # XCR0
-                xss=vp.regs[R.Xss],
-                privileges=p.privileges,
-                apic_id=vp.regs[R.InitialApicId],
-                vp_count=len(p.vps),
-                max_vps=self.config.max_vp_index + 1,
-            ),
+            vp_cpuid(p, vp, a.address, a.subleaf, self.config.max_vp_index + 1),
         )
         hit = p.intercepts.get((int(IT.X64Cpuid), a.address), 0) & INTERCEPT_EXECUTE
         if registered or not (hit or p.intercepts.get((int(IT.X64GlobalCpuid), 0), 0)):

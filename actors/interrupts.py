@@ -17,7 +17,7 @@ its VP actor then re-issues the call (``HypercallResult.reissue``).
 
 from __future__ import annotations
 
-from hvsim.actors.cpuid import cpuid_model
+from hvsim.actors.cpuid import vp_cpuid
 from hvsim.actors.hvdef import (
     ASSERT_VIRTUAL_INTERRUPT_INPUT,
     CPUID_QUERY,
@@ -47,7 +47,7 @@ IT = InterruptType
 R = RegisterName
 VECTOR_TYPES = frozenset({IT.Fixed, IT.LowestPriority, IT.ExtInt, IT.Sipi})
 BROADCAST = 0xFF
-APPLY_REGISTERED_VALUES = 0x2  # HV_GET_VP_CPUID_VALUES_FLAGS bit 1
+USE_VP_XFEM_XSS, APPLY_REGISTERED_VALUES = 0x1, 0x2  # HV_GET_VP_CPUID_VALUES_FLAGS bits 0, 1
 #: ExtInt latch states.
 EXTINT_NONE, EXTINT_PENDING, EXTINT_ACKNOWLEDGED = 0, 1, 2
 _FLUSH_KNOWN = (
@@ -229,28 +229,16 @@ class InterruptCalls(HvState):
             return status
         if hdr.vp_index not in target.vps:
             return S.INVALID_VP_INDEX
-        if hdr.flags & ~0x3 or hdr.reserved or hdr.padding:
+        if hdr.flags & ~(USE_VP_XFEM_XSS | APPLY_REGISTERED_VALUES) or hdr.reserved or hdr.padding:
             return S.INVALID_PARAMETER
         data, base, out = call.input, 24 + call.var_bytes, call.output
-        # UseVpXfemXss: the VP's XCR0 (HvX64RegisterXfem) and IA32_XSS (HvX64RegisterXss).
-        regs = target.vps[hdr.vp_index].regs
-        vp_xfem_xss = (regs[R.Xfem], regs[R.Xss]) if hdr.flags & 0x1 else None
+        vp, max_vps = target.vps[hdr.vp_index], self.config.max_vp_index + 1
+        use_vp_xfem_xss = hdr.flags & USE_VP_XFEM_XSS  # else each element's Xfem / Xss
         i = call.rep_start
         while i < call.rep_limit:
             query = CPUID_QUERY.unpack(data, base + CPUID_QUERY.size * i)
-            xfem, xss = vp_xfem_xss or (query.xfem, query.xss)
-            result = cpuid_model(
-                query.eax,
-                query.ecx,
-                target.disabled_processor_features,
-                target.disabled_xsave_features,
-                xfem=xfem,
-                xss=xss,
-                privileges=target.privileges,
-                apic_id=regs[R.InitialApicId],
-                vp_count=len(target.vps),
-                max_vps=self.config.max_vp_index + 1,
-            )
+            given = None if use_vp_xfem_xss else (query.xfem, query.xss)
+            result = vp_cpuid(target, vp, query.eax, query.ecx, max_vps, given)
             if hdr.flags & APPLY_REGISTERED_VALUES:
                 result, _ = self.registered_cpuid(target, hdr.vp_index, query.eax, query.ecx, result)
             eax, ebx, ecx, edx = result

@@ -66,9 +66,8 @@ class Vp:
     #: The VPs whose locked TLB (TlbLocked) holds this VP's flush hypercall: it is suspended until
     #: every lock is gone, then re-issues the call.
     flush_wait: tuple[int, ...] = ()
-    #: Counters for statistics pages: hypercalls issued, intercepts taken, messages delivered to it.
-    hypercalls: int = 0
-    #: Hypercalls issued, by call code (the statistics pages' per-code counters).
+    #: Counters for statistics pages: hypercalls issued by call code, intercepts taken, messages
+    #: delivered to it.
     calls_by_code: dict[int, int] = field(default_factory=dict)
     intercepts: int = 0
     messages_received: int = 0
@@ -78,6 +77,11 @@ class Vp:
     @classmethod
     def reset(cls, index: int) -> Vp:
         return cls(index=index, regs=reset_file(index), started=(index == 0))
+
+    @property
+    def hypercalls(self) -> int:
+        """Hypercalls this VP issued (counted once, by code: the statistics pages read both)."""
+        return sum(self.calls_by_code.values())
 
     def wants_to_run(self) -> bool:
         return (
